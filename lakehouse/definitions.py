@@ -1,0 +1,77 @@
+"""The code location: every asset, check, job and resource in one ``Definitions``.
+
+Platform-wide policy is applied here, once: each asset's group is its layer, it carries
+``layer`` and ``domain`` tags, and an asset without an owner gets the platform default.
+This is the only module in ``lakehouse/`` that imports ``assets/`` and ``resources/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from lakehouse.automation import (
+    alert_sensors,
+    apply_operations_policy,
+    automation_sensor,
+    freshness_checks,
+    freshness_schedule,
+)
+from lakehouse.maintenance import build_maintenance
+from lakehouse.settings import get_settings
+
+DAILY_JOB = "daily_refresh"
+
+
+def _apply_policy(spec: dg.AssetSpec, default_owner: str) -> dg.AssetSpec:
+    layer, domain = spec.key.path[0], spec.key.path[1] if len(spec.key.path) > 1 else ""
+    return spec.replace_attributes(
+        group_name=layer,
+        owners=spec.owners or [default_owner],
+        tags={**spec.tags, "layer": layer, "domain": domain},
+    )
+
+
+def build_definitions() -> dg.Definitions:
+    from assets import ON_DEMAND
+    from assets import defs as asset_defs
+    from resources import build_resources
+
+    settings = get_settings()
+    all_assets: list[Any] = list(asset_defs.assets or [])
+    assets = dg.map_asset_specs(lambda spec: _apply_policy(spec, settings.owner), all_assets)
+    assets = apply_operations_policy(assets, ON_DEMAND)
+    freshness = freshness_checks(assets)
+    freshness_job, freshness_cron = freshness_schedule(freshness)
+
+    scheduled: dg.AssetSelection = dg.AssetSelection.all()
+    for domain in ON_DEMAND:
+        scheduled = scheduled - dg.AssetSelection.tag("domain", domain)
+    # the daily job refreshes data; freshness is judged separately, on its own schedule
+    daily_selection = scheduled - dg.AssetSelection.checks(*[k for c in freshness for k in c.check_keys])
+    daily_job = dg.define_asset_job(
+        DAILY_JOB,
+        selection=daily_selection,
+        description="Refresh every daily-partitioned table (bronze -> silver -> gold) for one day.",
+    )
+    on_demand_jobs = [
+        dg.define_asset_job(
+            f"{domain}_load",
+            selection=dg.AssetSelection.tag("domain", domain),
+            description=f"Load the {domain} domain.",
+        )
+        for domain in ON_DEMAND
+    ]
+    maintenance_job, maintenance_schedule = build_maintenance(assets)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=[*(asset_defs.asset_checks or []), *freshness],
+        sensors=[*(asset_defs.sensors or []), automation_sensor(scheduled), *alert_sensors()],
+        schedules=[*(asset_defs.schedules or []), maintenance_schedule, freshness_cron],
+        jobs=[*(asset_defs.jobs or []), daily_job, maintenance_job, freshness_job, *on_demand_jobs],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,134 @@
+"""DuckDB in-process over the lake: every table visible as ``<layer>_<domain>.<table>``.
+
+Extensions come from the pinned ``duckdb-extension-*`` wheels and are loaded straight from the
+wheel's file (``LOAD '<path>'``): nothing is downloaded and nothing is installed into the
+user's ``~/.duckdb``. Auto-install is switched off so no query ever tries the network.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from lakehouse.exceptions import QueryError
+from lakehouse.naming import TableRef, table_location
+from lakehouse.settings import Settings
+from lakehouse.sql import quote_ident, quote_literal, quote_qualified
+
+__all__ = ["Query", "connect", "extension_path", "register_tables"]
+
+# extensions that must be loaded before another one (DuckDB would try to auto-install them)
+_REQUIRES = {"iceberg": ("avro",)}
+
+
+def extension_path(name: str) -> Path:
+    """The bundled extension file of ``duckdb-extension-<name>`` for the running DuckDB version."""
+    try:
+        module = importlib.import_module(f"duckdb_extension_{name}")
+    except ImportError:
+        raise QueryError(
+            f"DuckDB extension {name!r} is not installed; add duckdb-extension-{name}=={duckdb.__version__} "
+            "to the environment (extensions cannot be downloaded at run time)"
+        ) from None
+    root = Path(str(importlib.resources.files(module)))
+    version = "v" + duckdb.__version__.lstrip("v")
+    path = root / "extensions" / version / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise QueryError(f"DuckDB extension file {path} is missing (duckdb {duckdb.__version__})")
+    return path
+
+
+def _load(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    con.execute(f"LOAD {quote_literal(str(extension_path(name)))}")
+
+
+def connect(
+    settings: Settings,
+    *,
+    database: str = ":memory:",
+    extensions: Iterable[str] = ("delta", "iceberg"),
+    read_only: bool = False,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake's extensions loaded offline and S3 configured."""
+    con = duckdb.connect(
+        database,
+        read_only=read_only,
+        config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"},
+    )
+    wanted = list(extensions)
+    if settings.warehouse_is_s3:
+        wanted = ["httpfs", "aws", *wanted]
+    ordered = [dep for name in wanted for dep in (*_REQUIRES.get(name, ()), name)]
+    for name in dict.fromkeys(ordered):
+        _load(con, name)
+    if settings.warehouse_is_s3:
+        s3 = settings.s3
+        parts = ["TYPE s3", f"REGION {quote_literal(s3.region)}"]
+        if s3.access_key_id:
+            parts.append(f"KEY_ID {quote_literal(s3.access_key_id)}")
+        if s3.secret_access_key:
+            parts.append(f"SECRET {quote_literal(s3.secret_access_key)}")
+        if s3.endpoint_host:
+            parts.append(f"ENDPOINT {quote_literal(s3.endpoint_host)}")
+            parts.append(f"USE_SSL {'false' if (s3.endpoint or '').startswith('http://') else 'true'}")
+        parts.append(f"URL_STYLE {quote_literal('path' if s3.path_style else 'vhost')}")
+        con.execute(f"CREATE OR REPLACE SECRET lakehouse_s3 ({', '.join(parts)})")
+    return con
+
+
+def _scan_sql(settings: Settings, ref: TableRef, fmt: str) -> str:
+    if fmt == "delta":
+        return f"SELECT * FROM delta_scan({quote_literal(table_location(ref, settings))})"
+    # Iceberg: read the current metadata file the catalog points at
+    from lakehouse.tables.iceberg import open_catalog
+
+    table = open_catalog(settings).load_table((ref.namespace, ref.name))
+    return f"SELECT * FROM iceberg_scan({quote_literal(table.metadata_location)})"
+
+
+def register_tables(
+    con: duckdb.DuckDBPyConnection, settings: Settings, tables: Sequence[tuple[TableRef, str]]
+) -> list[str]:
+    """Create a schema per ``<layer>_<domain>`` and a view per table; returns the view names."""
+    names = []
+    for ref, fmt in tables:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ref.namespace)}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {quote_qualified(ref.namespace, ref.name)} AS {_scan_sql(settings, ref, fmt)}"
+        )
+        names.append(ref.sql_name)
+    return names
+
+
+class Query:
+    """A DuckDB session over every table in the lake."""
+
+    def __init__(self, settings: Settings, *, tables: Sequence[tuple[TableRef, str]] | None = None) -> None:
+        self.settings = settings
+        self.con = connect(settings)
+        if tables is None:
+            from lakehouse.tables import Lake
+
+            tables = [(info.ref, info.format) for info in Lake(settings).tables()]
+        self.views = register_tables(self.con, settings, tables)
+
+    def sql(self, statement: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        """Run a statement (values only as ``params``) and return a polars DataFrame."""
+        try:
+            return self.con.execute(statement, params).pl()
+        except duckdb.Error as exc:
+            raise QueryError(f"DuckDB: {exc}\n  in: {statement.strip()[:500]}") from None
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Query:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,63 @@
+"""Resources per environment, built from ``lakehouse.settings``.
+
+Secrets (S3 keys) are passed only as ``dg.EnvVar``: Dagster resolves them in the process that
+runs the step, and they never appear in the definitions, the UI or the event log.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from lakehouse.alerts import AlertResource
+from lakehouse.compute import ComputeResource
+from lakehouse.io_manager import LakehouseIOManager
+from lakehouse.resource import LakeResource
+from lakehouse.settings import Settings, get_settings
+
+__all__ = ["build_resources", "secret"]
+
+
+def secret(*names: str) -> dg.EnvVar | None:
+    """``dg.EnvVar`` of the first of ``names`` that is set, or None."""
+    for name in names:
+        if os.environ.get(name):
+            return dg.EnvVar(name)
+    return None
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, Any]:
+    """The resource map for the configured environment (local folder or S3 alike)."""
+    settings = settings or get_settings()
+    secrets = {
+        "s3_access_key_id": secret("LAKEHOUSE_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        "s3_secret_access_key": secret("LAKEHOUSE_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+    }
+    lake = LakeResource.from_settings(settings, **{k: v for k, v in secrets.items() if v is not None})
+    resources: dict[str, Any] = {
+        "lake": lake,
+        "io_manager": LakehouseIOManager(lake=lake),
+        "compute": ComputeResource(spark_master=settings.spark_master),
+        "alerts": AlertResource.from_settings(
+            settings,
+            **{
+                k: v
+                for k, v in {
+                    "webhook_url": secret("LAKEHOUSE_ALERT_WEBHOOK_URL"),
+                    "smtp_password": secret("LAKEHOUSE_ALERT_SMTP_PASSWORD"),
+                }.items()
+                if v is not None
+            },
+        ),
+    }
+    if settings.trino_url:
+        from lakehouse.query.trino import CATALOGS, TrinoResource
+
+        resources["trino"] = TrinoResource.from_url(
+            settings.trino_url,
+            password=secret("LAKEHOUSE_TRINO_PASSWORD"),
+            catalog=CATALOGS[settings.table_format],
+        )
+    return resources
