@@ -1,0 +1,71 @@
+"""`python -m bench [name ...]`: run the benchmarks, print each figure, write bench/results/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from bench import Figure, ingest_csv, maintenance, merge, s3, table_ops, tpch
+from bench import platform as platform_bench
+
+BENCHMARKS = {
+    "ingest_csv": ingest_csv.csv_ingest,
+    "definitions_load": platform_bench.definitions_load,
+    "demo": platform_bench.demo,
+    "merge_delta": lambda: merge.merge("delta"),
+    "merge_iceberg": lambda: merge.merge("iceberg"),
+    "tpch_delta": lambda: tpch.tpch("delta"),
+    "tpch_iceberg": lambda: tpch.tpch("iceberg"),
+    "compaction_delta": lambda: maintenance.compaction("delta"),
+    "compaction_iceberg": lambda: maintenance.compaction("iceberg"),
+    "partition_overwrite_delta": lambda: table_ops.partition_overwrite("delta"),
+    "partition_overwrite_iceberg": lambda: table_ops.partition_overwrite("iceberg"),
+    "s3_slice_delta": lambda: s3.slice_on_s3("delta"),
+    "s3_slice_iceberg": lambda: s3.slice_on_s3("iceberg"),
+}
+
+
+def main(names: list[str]) -> None:
+    selected = names or list(BENCHMARKS)
+    unknown = [n for n in selected if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    figures: list[Figure] = []
+    for name in selected:
+        produced = BENCHMARKS[name]()
+        for figure in produced if isinstance(produced, list) else [produced]:
+            figures.append(figure)
+            print(figure.line(), flush=True)
+            if figure.details:
+                print(f"    {figure.details}", flush=True)
+    machine = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    payload = {
+        "machine": machine,
+        "figures": [{**f.__dict__, "ratio": f.ratio} for f in figures],
+    }
+    (out / f"{stamp}.json").write_text(json.dumps(payload, indent=2, default=str))
+    lines = [
+        f"# Benchmarks {stamp}",
+        "",
+        f"machine: {machine}",
+        "",
+        "| figure | ms | baseline | ms | ratio | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {f.name} | {f.seconds * 1000:.1f} | {f.baseline_name} | {f.baseline_seconds * 1000:.1f} | {f.ratio:.2f} | {f.goal} |"
+        for f in figures
+    ]
+    (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
+    print(f"\nwritten {out / stamp}.md and .json")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

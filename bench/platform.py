@@ -1,0 +1,55 @@
+"""Start-up costs: loading the code location, against importing dagster alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import Figure, median_time
+
+
+def _python(code: str) -> None:
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def definitions_load(repeat: int = 3) -> Figure:
+    measured = median_time(lambda: _python("import lakehouse.definitions"), repeat=repeat)
+    baseline = median_time(lambda: _python("import dagster"), repeat=repeat)
+    return Figure(
+        name="load the code location (python -c 'import lakehouse.definitions')",
+        seconds=measured,
+        baseline_name="python -c 'import dagster'",
+        baseline_seconds=baseline,
+        goal="report",
+    )
+
+
+def demo(days: int = 7) -> Figure:
+    """`lakehouse demo --days 7` on a fresh lake: wall time and peak RSS (the run is one process)."""
+    home = tempfile.mkdtemp(prefix="bench-demo-")
+    bin_dir = sys.executable.rsplit("/", 1)[0]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [f"{bin_dir}/lakehouse", "demo", "--days", str(days), "--json"],
+        env={**os.environ, "LAKEHOUSE_HOME": home},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    summary = json.loads(done.stdout)
+    baseline = median_time(lambda: _python("import lakehouse.definitions"), repeat=3)
+    return Figure(
+        name=f"lakehouse demo --days {days} (fresh lake)",
+        seconds=wall,
+        baseline_name="loading the code location",
+        baseline_seconds=baseline,
+        goal="report",
+        details={"peak_rss_mb": round(peak), "runs": summary["runs"], "checks_passed": summary["checks_passed"]},
+    )

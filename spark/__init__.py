@@ -1,0 +1,1 @@
+"""PySpark jobs: pure DataFrame -> DataFrame transformations plus entry points (scale-out issue)."""

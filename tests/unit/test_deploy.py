@@ -1,0 +1,229 @@
+"""The compose stack cannot run here (no Docker engine): validate it statically. The compose file
+against a schema of the keys we use, every referenced file, every port, and the environment it
+hands the code location against lakehouse.settings itself."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import jsonschema
+import pytest
+import yaml
+from conftest import PROJECT_ROOT
+
+DEPLOY = PROJECT_ROOT / "deploy"
+COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+ENV_EXAMPLE = dict(
+    line.split("=", 1)
+    for line in (DEPLOY / ".env.example").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
+VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(:?-[^}]*)?\}")
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_SERVICE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "image": {"type": "string", "pattern": r"^[a-z0-9./_-]+:[A-Za-z0-9._${}:-]+$"},
+        "build": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["context", "dockerfile"],
+            "properties": {"context": {"type": "string"}, "dockerfile": {"type": "string"}},
+        },
+        "command": _STRINGS,
+        "entrypoint": _STRINGS,
+        "restart": {"enum": ["no", "always", "on-failure", "unless-stopped"]},
+        "environment": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        "ports": {"type": "array", "items": {"type": "string", "pattern": r"^127\.0\.0\.1:\d+:\d+$"}},
+        "volumes": {"type": "array", "items": {"type": "string"}},
+        "profiles": _STRINGS,
+        "depends_on": {
+            "oneOf": [
+                _STRINGS,
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "condition": {
+                                "enum": ["service_started", "service_healthy", "service_completed_successfully"]
+                            }
+                        },
+                        "required": ["condition"],
+                    },
+                },
+            ]
+        },
+        "healthcheck": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["test"],
+            "properties": {
+                "test": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+                "interval": {"type": "string"},
+                "timeout": {"type": "string"},
+                "retries": {"type": "integer"},
+            },
+        },
+    },
+    "required": ["restart"],
+    "anyOf": [{"required": ["image"]}, {"required": ["build"]}],
+}
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "patternProperties": {"^x-": {}},
+    "properties": {
+        "name": {"type": "string"},
+        "services": {"type": "object", "additionalProperties": _SERVICE},
+        "volumes": {"type": "object"},
+    },
+    "required": ["services"],
+}
+
+
+def test_compose_file_matches_the_schema():
+    jsonschema.validate(COMPOSE, SCHEMA)
+    assert set(COMPOSE["services"]) >= {
+        "minio", "minio-init", "postgres", "trino", "dagster-code", "dagster-webserver", "dagster-daemon",
+        "spark-master", "spark-worker",
+    }  # fmt: skip
+    assert {s for s, d in COMPOSE["services"].items() if "spark" in d.get("profiles", [])} == {
+        "spark-master",
+        "spark-worker",
+    }
+
+
+def test_images_are_pinned_and_dependencies_exist():
+    services = COMPOSE["services"]
+    for name, service in services.items():
+        image = service.get("image", "")
+        assert not image.endswith(":latest"), f"{name}: pin the image version"
+        deps = service.get("depends_on", [])
+        for dep in deps:  # a list, or a mapping of service -> condition
+            assert dep in services, f"{name} depends on unknown service {dep}"
+    assert services["trino"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+
+
+def test_every_variable_is_in_env_example_and_no_secret_is_inline():
+    text = (DEPLOY / "compose.yaml").read_text()
+    used = {m.group(1) for m in VARIABLE.finditer(text) if not m.group(2)}
+    assert used <= set(ENV_EXAMPLE), f"missing from .env.example: {sorted(used - set(ENV_EXAMPLE))}"
+    for key, value in ENV_EXAMPLE.items():
+        if any(word in key for word in ("PASSWORD", "SECRET")):
+            assert value.startswith("change-me"), f".env.example: {key} must be a placeholder"
+    assert "deploy/.env" in (PROJECT_ROOT / ".gitignore").read_text().split()
+
+
+def rendered_environment(service: str) -> dict[str, str]:
+    """A service's environment with .env.example substituted, as compose would hand it over."""
+
+    def substitute(value: str) -> str:
+        return VARIABLE.sub(lambda m: ENV_EXAMPLE.get(m.group(1)) or (m.group(2) or ":-")[2:], value)
+
+    return {k: substitute(str(v)) for k, v in COMPOSE["services"][service]["environment"].items()}
+
+
+def test_the_code_location_environment_is_valid_for_lakehouse_settings():
+    from lakehouse.settings import get_settings
+
+    env = rendered_environment("dagster-code")
+    known = set(re.findall(r"LAKEHOUSE_[A-Z0-9_]+", (PROJECT_ROOT / "lakehouse" / "settings.py").read_text()))
+    assert {k for k in env if k.startswith("LAKEHOUSE_")} <= known, "compose sets a variable settings do not read"
+    settings = get_settings(env)
+    assert settings.warehouse == "s3://lakehouse/warehouse" and settings.landing == "s3://lakehouse/landing"
+    assert settings.table_format == "iceberg" and settings.catalog_uri.startswith("postgresql+psycopg2://")
+    assert settings.s3.endpoint == "http://minio:9000" and settings.s3.allow_http and settings.s3.path_style
+    assert settings.trino_url == "http://trino:8080" and settings.spark_master is None
+    assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://") and env["DAGSTER_POSTGRES_URL"].endswith(
+        "/dagster"
+    )
+    assert rendered_environment("dagster-webserver") == env == rendered_environment("dagster-daemon")
+
+
+def test_trino_gets_every_variable_its_catalogs_read():
+    env = rendered_environment("trino")
+    for path in (DEPLOY / "trino" / "catalog").glob("*.properties"):
+        for name in re.findall(r"\$\{ENV:([A-Z0-9_]+)\}", path.read_text()):
+            assert name in env, f"{path.name} reads {name}, which the trino service does not set"
+    mounts = {v.split(":")[0] for v in COMPOSE["services"]["trino"]["volumes"]}
+    assert "./trino/catalog" in mounts
+
+
+def test_referenced_files_exist():
+    for name, service in COMPOSE["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+        if "build" in service:
+            context = (DEPLOY / service["build"]["context"]).resolve()
+            assert context == PROJECT_ROOT and (context / service["build"]["dockerfile"]).is_file()
+
+
+def test_dockerfile_copies_what_exists_and_runs_our_definitions():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    for source in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
+        assert (PROJECT_ROOT / source).exists(), f"COPY {source}: not in the project"
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    for source in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
+        assert f"!{source}" in ignored or f"!{source}/" in ignored, f"{source} is excluded from the build context"
+    assert re.search(r"^USER lakehouse$", dockerfile, re.M), "the image must not run as root"
+    command = COMPOSE["services"]["dagster-code"]["command"]
+    module = command[command.index("-m") + 1]
+    attribute = command[command.index("-a") + 1]
+    assert hasattr(__import__(module, fromlist=[attribute]), attribute)
+    workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())["load_from"][0]["grpc_server"]
+    assert workspace["host"] == "dagster-code" and str(workspace["port"]) == command[command.index("-p") + 1]
+
+
+def test_the_bucket_policy_is_least_privilege_and_never_public():
+    policy = json.loads((DEPLOY / "minio" / "lakehouse-policy.json").read_text())
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert all(a.startswith("s3:") and "*" not in a for a in statement["Action"])
+        assert all(r.startswith("arn:aws:s3:::${LAKEHOUSE_BUCKET}") for r in statement["Resource"])
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert not actions & {"s3:DeleteBucket", "s3:PutBucketPolicy", "s3:CreateBucket"}
+    script = (DEPLOY / "minio" / "init.sh").read_text()
+    assert 'mc anonymous set none "local/$LAKEHOUSE_BUCKET"' in script
+    assert "public" not in script and "download" not in script
+
+
+def test_the_deployed_instance_keeps_secrets_in_the_environment():
+    instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    assert instance["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
+    assert "password" not in (DEPLOY / "dagster.yaml").read_text().lower().replace("user:password", "")
+
+
+def compose_v2() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not compose_v2() and not shutil.which("docker-compose"), reason="no compose CLI installed")
+def test_the_compose_cli_accepts_the_file(tmp_path):
+    """`config` needs no engine. Compose v1 (docker-compose) predates the top-level `name` key."""
+    env = tmp_path / ".env"
+    env.write_text((DEPLOY / ".env.example").read_text())
+    v2 = compose_v2()
+    if v2:
+        cmd = ["docker", "compose", "-f", str(DEPLOY / "compose.yaml")]
+    else:
+        copy = DEPLOY / f".compose-v1-{tmp_path.name}.yaml"
+        copy.write_text((DEPLOY / "compose.yaml").read_text().replace("\nname: lakehouse\n", "\n"))
+        cmd = ["docker-compose", "-f", str(copy)]
+    try:
+        result = subprocess.run(
+            [*cmd, "--env-file", str(env), "--profile", "spark", "config", "-q"],
+            cwd=DEPLOY, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        if not v2:
+            copy.unlink()
+    assert result.returncode == 0, result.stderr

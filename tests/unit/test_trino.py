@@ -1,0 +1,193 @@
+"""Trino cannot run on these machines: the catalog files, the SQL the project sends and the client
+wiring are tested here; tests/integration/test_trino_live.py runs against LAKEHOUSE_TRINO_URL."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import sqlglot
+from click.testing import CliRunner
+from conftest import PROJECT_ROOT
+
+from lakehouse.exceptions import QueryError
+from lakehouse.naming import TableRef
+from lakehouse.query.trino import TrinoResource, register_statements, to_trino
+from lakehouse.settings import get_settings
+
+CATALOG_DIR = PROJECT_ROOT / "deploy" / "trino" / "catalog"
+
+
+def properties(path):
+    out = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        assert "=" in line, f"{path.name}:{number}: not key=value: {line!r}"
+        key, value = line.split("=", 1)
+        assert key.strip() not in out, f"{path.name}:{number}: duplicate {key}"
+        out[key.strip()] = value.strip()
+    return out
+
+
+def test_iceberg_catalog_shares_the_jdbc_catalog_pyiceberg_writes():
+    props = properties(CATALOG_DIR / "iceberg.properties")
+    assert props["connector.name"] == "iceberg"
+    assert props["iceberg.catalog.type"] == "jdbc"
+    # pyiceberg's SqlCatalog rows carry catalog_name = "lakehouse" (tests/integration/test_postgres.py)
+    assert props["iceberg.jdbc-catalog.catalog-name"] == "lakehouse"
+    assert props["iceberg.jdbc-catalog.connection-url"].startswith("jdbc:postgresql://postgres:5432/")
+    assert props["s3.path-style-access"] == "true"
+    assert props["fs.native-s3.enabled"] == "true"
+
+
+@pytest.mark.parametrize("name", ["iceberg.properties", "delta_lake.properties"])
+def test_catalog_secrets_come_from_the_environment(name):
+    props = properties(CATALOG_DIR / name)
+    for key in ("s3.aws-access-key", "s3.aws-secret-key", "iceberg.jdbc-catalog.connection-password"):
+        if key in props:
+            assert props[key].startswith("${ENV:"), f"{name}: {key} must come from the environment"
+    assert all("minio" not in v or v == "http://minio:9000" for v in props.values())
+
+
+def test_delta_catalog_can_register_tables_by_location():
+    props = properties(CATALOG_DIR / "delta_lake.properties")
+    assert props["connector.name"] == "delta_lake"
+    assert props["delta.register-table-procedure.enabled"] == "true"
+    assert props["hive.metastore"] == "file"
+
+
+def project_sql_files():
+    return sorted(PROJECT_ROOT.glob("assets/*/queries/*.sql"))
+
+
+@pytest.mark.parametrize("path", project_sql_files(), ids=lambda p: p.name)
+def test_project_queries_transpile_to_trino(path):
+    trino_sql = to_trino(path.read_text())
+    # the result parses as Trino SQL and still reads the ARCHITECTURE.md names
+    tree = sqlglot.parse_one(trino_sql, read="trino")
+    tables = {f"{t.db}.{t.name}" for t in tree.find_all(sqlglot.exp.Table) if t.db}
+    assert tables and all(t.split(".")[0].startswith(("silver_", "gold_")) for t in tables)
+
+
+def test_all_22_tpch_queries_transpile_to_trino(lake_env):
+    from lakehouse.query.duckdb import connect
+
+    con = connect(get_settings(), extensions=("tpch",))
+    queries = con.execute("SELECT query_nr, query FROM tpch_queries() ORDER BY 1").fetchall()
+    assert len(queries) == 22
+    for number, sql in queries:
+        trino_sql = to_trino(sql)
+        sqlglot.parse_one(trino_sql, read="trino")
+        assert "lineitem" in trino_sql or "partsupp" in trino_sql or "customer" in trino_sql, number
+
+
+def test_duckdb_only_syntax_is_rewritten():
+    sql = to_trino("SELECT strftime(order_ts, '%Y-%m') AS month, list_value(1, 2) AS l FROM gold_retail.fct_sales")
+    assert "date_format" in sql.lower() or "format_datetime" in sql.lower()
+    assert "array[" in sql.lower()
+    with pytest.raises(QueryError, match="cannot transpile"):
+        to_trino("SELECT FROM WHERE (")
+
+
+def test_register_statements_quote_names_and_use_the_one_location_mapping(lake_env, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_WAREHOUSE", "s3://lake/warehouse")
+    settings = get_settings()
+    statements = register_statements(
+        settings, [TableRef("gold", "retail", "fct_sales"), TableRef("gold", "retail", "dim_date")]
+    )
+    assert statements[0] == (
+        'CREATE SCHEMA IF NOT EXISTS "delta_lake"."gold_retail" WITH (location = \'s3://lake/warehouse/gold/retail\')'
+    )
+    assert len(statements) == 3
+    assert "table_location => 's3://lake/warehouse/gold/retail/fct_sales'" in statements[1]
+
+
+class FakeTrino(BaseHTTPRequestHandler):
+    """Trino's client protocol (POST /v1/statement), enough to check the client wiring."""
+
+    received: list[dict] = []
+
+    def do_POST(self):
+        sql = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        FakeTrino.received.append({"sql": sql, **{k.lower(): v for k, v in self.headers.items()}})
+        if "missing_table" in sql:
+            body = {
+                "id": "q2",
+                "infoUri": "http://127.0.0.1/ui/q2",
+                "stats": {"state": "FAILED"},
+                "error": {
+                    "message": "Table 'iceberg.gold_retail.missing_table' does not exist",
+                    "errorCode": 46,
+                    "errorName": "TABLE_NOT_FOUND",
+                    "errorType": "USER_ERROR",
+                },
+            }
+        else:
+            body = {
+                "id": "q1",
+                "infoUri": "http://127.0.0.1/ui/q1",
+                "stats": {"state": "FINISHED"},
+                "columns": [
+                    {
+                        "name": "region",
+                        "type": "varchar",
+                        "typeSignature": {"rawType": "varchar", "arguments": [{"kind": "LONG", "value": 2147483647}]},
+                    },
+                    {"name": "revenue", "type": "bigint", "typeSignature": {"rawType": "bigint", "arguments": []}},
+                ],
+                "data": [["EU", 120], ["US", 80]],
+            }
+        payload = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_trino():
+    FakeTrino.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTrino)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://analyst@127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_trino_resource_returns_a_frame_and_names_the_catalog(fake_trino):
+    resource = TrinoResource.from_url(fake_trino, catalog="delta_lake")
+    frame = resource.query("SELECT region, revenue FROM gold_retail.fct_sales")
+    assert frame.to_dicts() == [{"region": "EU", "revenue": 120}, {"region": "US", "revenue": 80}]
+    request = FakeTrino.received[0]
+    assert request["x-trino-catalog"] == "delta_lake" and request["x-trino-user"] == "analyst"
+    with pytest.raises(QueryError, match="missing_table' does not exist"):
+        resource.query("SELECT * FROM gold_retail.missing_table")
+
+
+def test_cli_query_with_the_trino_engine_sends_trino_sql(fake_trino, cli_env, lake_env):
+    from lakehouse.cli import cli
+
+    env = {**cli_env, "LAKEHOUSE_TRINO_URL": fake_trino, "LAKEHOUSE_TABLE_FORMAT": "iceberg"}
+    sql = "SELECT region, CAST(sum(net_amount) AS BIGINT) AS revenue FROM gold_retail.fct_sales WHERE order_date >= DATE '2024-01-01' GROUP BY ALL"
+    result = CliRunner().invoke(cli, ["query", "--engine", "trino", "--json", sql], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [{"region": "EU", "revenue": 120}, {"region": "US", "revenue": 80}]
+    sent = FakeTrino.received[0]
+    assert sent["x-trino-catalog"] == "iceberg"
+    assert "GROUP BY ALL" not in sent["sql"] and "GROUP BY\n  1" in sent["sql"]  # Trino has no GROUP BY ALL
+
+
+def test_resources_carry_the_trino_password_only_as_an_env_var(lake_env, monkeypatch):
+    import dagster as dg
+
+    from resources import build_resources
+
+    monkeypatch.setenv("LAKEHOUSE_TRINO_URL", "https://trino.example:8443")
+    monkeypatch.setenv("LAKEHOUSE_TRINO_PASSWORD", "s3cr3t-trino")
+    trino = build_resources(get_settings())["trino"]
+    assert isinstance(trino.password, dg.EnvVar) and trino.password.env_var_name == "LAKEHOUSE_TRINO_PASSWORD"
+    assert (trino.host, trino.port, trino.http_scheme) == ("trino.example", 8443, "https")
