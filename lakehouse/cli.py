@@ -228,6 +228,7 @@ def demo(days: int, fmt: str | None, seed: int, scale: float, reset: bool, as_js
         "checks_passed": len(checks) - len(failed_checks) - len(warnings),
         "checks_failed": failed_checks,
         "checks_warned": warnings,
+        "checks": [{**c, "partition": r["partition"], "run_id": r["run_id"]} for r in runs for c in r["checks"]],
         "tables": tables,
         "distinct_orders_generated": truth["orders"]["distinct_orders"],
         "seconds": round(elapsed, 2),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +125,88 @@ def s3_env(s3_server, monkeypatch, request):
     for key, value in s3_server.env(prefix).items():
         monkeypatch.setenv(key, value)
     return prefix
+
+
+# -- one demo lake per format, shared by every test that only reads it ------------------------------
+
+DEMO_DAYS = 5  # covers a malformed order line, a Latin-1 day, the late file (day 4) and the added column (day 5)
+
+
+@dataclass
+class Demo:
+    """A lake made by ``lakehouse demo --days DEMO_DAYS --json``, run as users run it."""
+
+    home: Path
+    format: str
+    summary: dict[str, Any]
+    truth: dict[str, Any]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a CLI subprocess (or ``get_settings``) against this lake."""
+        return {**os.environ, "LAKEHOUSE_HOME": str(self.home), "LAKEHOUSE_TABLE_FORMAT": self.format}
+
+    @property
+    def settings(self) -> Any:
+        from lakehouse.settings import get_settings
+
+        return get_settings(self.env)
+
+    @property
+    def lake(self) -> Any:
+        from lakehouse.tables import Lake
+
+        return Lake(self.settings)
+
+    def activate(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Point this process (settings, definitions, Dagster instance) at the demo lake."""
+        monkeypatch.setenv("LAKEHOUSE_HOME", str(self.home))
+        monkeypatch.setenv("LAKEHOUSE_TABLE_FORMAT", self.format)
+        monkeypatch.setenv("DAGSTER_HOME", str(self.home / "dagster"))
+
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(list(args), self.home, LAKEHOUSE_TABLE_FORMAT=self.format, **env)
+
+
+def run_cli(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``lakehouse ARGS`` as a subprocess on the state folder ``home`` (its own Dagster instance)."""
+    full_env = {**os.environ, "LAKEHOUSE_HOME": str(home), **env}
+    full_env.pop("DAGSTER_HOME", None)  # the CLI prepares its own instance under the state folder
+    return subprocess.run([str(LAKEHOUSE_BIN), *args], env=full_env, capture_output=True, text=True, timeout=900)
+
+
+LAKEHOUSE_BIN = Path(sys.executable).parent / "lakehouse"
+
+
+@pytest.fixture(scope="session")
+def _demo_lakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Demo]:
+    """Demo lakes built so far in this worker, by format (a cache: a parametrised session
+    fixture would be torn down and rebuilt each time the worker switches format)."""
+    return {}
+
+
+@pytest.fixture(params=FORMATS)
+def demo(
+    request: pytest.FixtureRequest, _demo_lakes: dict[str, Demo], tmp_path_factory: pytest.TempPathFactory
+) -> Demo:
+    """The demo lake for one format, built once per session (tests using it share an xdist group
+    per format, so each format's demo is built by one worker only). Read it; a test that changes
+    it must leave identical content behind."""
+    fmt = str(request.param)
+    if fmt not in _demo_lakes:
+        home = tmp_path_factory.mktemp(f"demo-{fmt}")
+        done = run_cli(["demo", "--days", str(DEMO_DAYS), "--json"], home, LAKEHOUSE_TABLE_FORMAT=fmt)
+        assert done.returncode in (0, 1), done.stderr[-4000:]
+        summary = json.loads(done.stdout)
+        truth = json.loads((home / "landing" / "_simulator" / "truth.json").read_text())
+        _demo_lakes[fmt] = Demo(home=home, format=fmt, summary=summary, truth=truth)
+    return _demo_lakes[fmt]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests on the shared demo lake of a format run on one worker, so it is built once."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "demo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(f"demo-{callspec.params.get('demo')}"))

@@ -1,39 +1,26 @@
 """The `lakehouse` command as users run it: subprocesses on a fresh state folder."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-from conftest import daily_check_count
-
-BIN = Path(sys.executable).parent / "lakehouse"
+from conftest import DEMO_DAYS, daily_check_count, run_cli
 
 
 def run(args, home: Path, **env):
-    full_env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **env}
-    full_env.pop("DAGSTER_HOME")  # the CLI prepares its own instance under the state folder
-    return subprocess.run([str(BIN), *args], env=full_env, capture_output=True, text=True, timeout=600)
+    return run_cli(args, home, **env)
 
 
-@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
-def test_demo_then_query_and_tables(tmp_path, fmt):
-    home = tmp_path / "state"
-    demo = run(["demo", "--days", "3", "--json"], home, LAKEHOUSE_TABLE_FORMAT=fmt)
-    assert demo.returncode == 0, demo.stderr[-3000:]
-    summary = json.loads(demo.stdout)
-    assert summary["format"] == fmt and summary["runs"] == 3 and summary["checks_failed"] == []
+def test_demo_then_query_and_tables(demo):
+    summary, truth, home = demo.summary, demo.truth, demo.home
+    assert summary["format"] == demo.format and summary["runs"] == DEMO_DAYS and summary["checks_failed"] == []
     checks = daily_check_count()
-    assert summary["checks_passed"] + len(summary["checks_warned"]) == 3 * checks
-    truth = json.loads((home / "landing" / "_simulator" / "truth.json").read_text())
+    assert summary["checks_passed"] + len(summary["checks_warned"]) == DEMO_DAYS * checks
 
-    query = run(["query", "select count(*) as n from silver_retail.orders", "--json"], home)
+    query = demo.cli("query", "select count(*) as n from silver_retail.orders", "--json")
     assert query.returncode == 0, query.stderr[-2000:]
     assert json.loads(query.stdout) == [{"n": truth["orders"]["distinct_orders"]}]
 
-    tables = run(["tables", "--json"], home)
+    tables = demo.cli("tables", "--json")
     listed = {t["table"]: t for t in json.loads(tables.stdout)}
     assert set(listed) >= {
         "bronze.retail.orders",
@@ -44,7 +31,7 @@ def test_demo_then_query_and_tables(tmp_path, fmt):
         "silver.retail.orders__quarantine",
         "gold.retail.daily_sales",
     }
-    assert all(t["format"] == fmt and isinstance(t["version"], int) for t in listed.values())
+    assert all(t["format"] == demo.format and isinstance(t["version"], int) for t in listed.values())
     assert listed["silver.retail.orders"]["rows"] == truth["orders"]["distinct_orders"]
     bronze = listed["bronze.retail.orders"]["rows"] + listed["bronze.retail.orders__quarantine"]["rows"]
     assert bronze == sum(truth["orders"]["rows_per_day"].values())

@@ -7,33 +7,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
-import pytest
+from conftest import DEMO_DAYS, daily_check_count
 
 from lakehouse.naming import TableRef
 from lakehouse.partitions import partition_dates
-from lakehouse.simulator import SimulationConfig, generate
 
-DAYS = 5  # covers a malformed order line, a Latin-1 day, the late file (day 4) and the added column (day 5)
-
-
-@pytest.fixture(scope="module", params=["delta", "iceberg"])
-def demo(request, tmp_path_factory):
-    from lakehouse.cli import run_daily, simulated_services
-    from lakehouse.settings import get_settings
-    from lakehouse.tables import Lake
-
-    home = tmp_path_factory.mktemp(f"demo-{request.param}")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAKEHOUSE_HOME", str(home))
-        mp.setenv("LAKEHOUSE_TABLE_FORMAT", request.param)
-        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
-        (home / "dagster").mkdir()
-        (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        settings = get_settings()
-        truth = generate(settings, SimulationConfig(start=settings.start_date, days=DAYS))
-        with simulated_services(settings):
-            runs = run_daily(partition_dates(settings.start_date, DAYS), show_progress=False)
-        yield settings, truth, runs, Lake(settings)
+DAYS = DEMO_DAYS
 
 
 def per_day(lake, name):
@@ -43,25 +22,21 @@ def per_day(lake, name):
 
 
 def test_every_run_and_error_check_passed(demo):
-    _, _, runs, _ = demo
-    assert all(r["success"] for r in runs), [r["errors"] for r in runs]
-    failed = [c for r in runs for c in r["checks"] if not c["passed"] and c["severity"] == "ERROR"]
-    assert failed == []
-    reconciled = [
-        c
-        for r in runs
-        for c in r["checks"]
-        if c["check"].startswith("bronze/") and c["check"].endswith(":rows_reconcile")
-    ]
+    summary = demo.summary
+    assert summary["format"] == demo.format and summary["runs"] == DAYS
+    assert summary["failed_runs"] == [] and summary["checks_failed"] == []
+    checks = summary["checks"]
+    assert len(checks) == daily_check_count() * DAYS  # every check of the daily job, every day
+    reconciled = [c for c in checks if c["check"].startswith("bronze/") and c["check"].endswith(":rows_reconcile")]
     assert len(reconciled) == 6 * DAYS and all(c["passed"] for c in reconciled)
-    warned = {(c["check"], c["description"]) for r in runs for c in r["checks"] if not c["passed"]}
+    warned = {(c["check"], c["description"]) for c in checks if not c["passed"]}
     assert warned == {
         ("bronze/retail/orders:schema_drift", "new column(s): coupon_code; column(s) absent from the files: -")
     }
 
 
 def test_bronze_totals_equal_the_truth(demo):
-    _, truth, _, lake = demo
+    truth, lake = demo.truth, demo.lake
     expected = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for relative, counts in truth["files"].items():
         if relative.startswith("_simulator"):
@@ -79,7 +54,7 @@ def test_bronze_totals_equal_the_truth(demo):
 
 
 def test_products_arrive_incrementally_as_the_api_changed(demo):
-    settings, _, _, lake = demo
+    settings, lake = demo.settings, demo.lake
     versions = json.loads((settings.home / "landing" / "_simulator" / "products.json").read_text())
     fetched = per_day(lake, "products")
     previous_end = None
@@ -95,7 +70,7 @@ def test_products_arrive_incrementally_as_the_api_changed(demo):
 
 
 def test_silver_and_gold_agree_with_the_truth(demo):
-    _, truth, _, lake = demo
+    truth, lake = demo.truth, demo.lake
     silver = lake.store().read(TableRef("silver", "retail", "orders")).collect()
     assert silver.height == truth["orders"]["distinct_orders"]
     gold = lake.store().read(TableRef("gold", "retail", "daily_sales")).collect()
@@ -119,7 +94,7 @@ def silver(lake, name):
 
 
 def test_fct_sales_equals_the_truth_per_day_and_store(demo):
-    _, truth, _, lake = demo
+    truth, lake = demo.truth, demo.lake
     facts = lake.store().read(TableRef("gold", "retail", "fct_sales")).collect()
     stores = lake.store().read(TableRef("gold", "retail", "dim_store")).collect().select("store_sk", "store_id")
     by_day_store = facts.join(stores, on="store_sk").group_by("order_date", "store_id").agg(pl.col("net_amount").sum())
@@ -142,7 +117,7 @@ def observable_changes(truth):
 
 
 def test_customer_history_follows_the_truth(demo):
-    _, truth, _, lake = demo
+    truth, lake = demo.truth, demo.lake
     dim = lake.store().read(TableRef("gold", "retail", "dim_customer")).collect()
     changes = defaultdict(list)
     for change in observable_changes(truth):
@@ -163,7 +138,7 @@ def test_customer_history_follows_the_truth(demo):
 
 
 def test_sales_by_region_and_month_query(demo):
-    settings, _, _, lake = demo
+    settings, lake = demo.settings, demo.lake
     lines, orders, stores = silver(lake, "order_lines"), silver(lake, "orders"), silver(lake, "stores")
     expected = (
         lines.join(orders.select("order_id", "store_id"), on="order_id")
@@ -188,7 +163,7 @@ def test_sales_by_region_and_month_query(demo):
 
 
 def test_top_products_by_margin_query(demo):
-    settings, _, _, lake = demo
+    settings, lake = demo.settings, demo.lake
     lines, products = silver(lake, "order_lines"), silver(lake, "products")
     expected = (
         lines.join(products.select("product_id", "unit_cost"), on="product_id")
@@ -206,7 +181,7 @@ def test_top_products_by_margin_query(demo):
 
 
 def test_customer_segment_migration_query(demo):
-    settings, truth, _, _ = demo
+    settings, truth = demo.settings, demo.truth
     pairs = defaultdict(set)
     for change in observable_changes(truth):
         pairs[(change["at"][:7], change["from"], change["to"])].add(change["customer_id"])
@@ -217,7 +192,7 @@ def test_customer_segment_migration_query(demo):
 
 
 def test_year_over_year_growth_query(demo):
-    settings, truth, _, _ = demo
+    settings, truth = demo.settings, demo.truth
     got = query_file(settings, "year_over_year_growth").to_dicts()
     total = sum(Decimal(v) for v in truth["orders"]["revenue_per_day"].values())
     assert [(r["year_month"], Decimal(str(r["revenue"])), r["prior_year_revenue"]) for r in got] == [
