@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from assets import retail, tpch
+from assets import features, governance, retail, tpch
 
-DOMAINS = {"retail": retail, "tpch": tpch}
+#: asset packages by domain (features and governance span domains; they are packages like the rest)
+DOMAINS = {"retail": retail, "tpch": tpch, "features": features, "governance": governance}
 #: domains loaded on request (``lakehouse bench tpch``), not by the daily refresh
 ON_DEMAND = ("tpch",)
 

@@ -30,10 +30,12 @@ from lakehouse.tables import Lake, Predicate
 __all__ = [
     "AUTOMATION_SENSOR",
     "BRONZE_BATCH",
+    "CADENCE_TAG",
     "EAGER_PARTITION",
     "FRESHNESS_CHECK",
     "FRESHNESS_JOB",
     "FRESHNESS_POLICY",
+    "NIGHTLY",
     "alert_sensors",
     "apply_operations_policy",
     "automation_sensor",
@@ -42,6 +44,11 @@ __all__ = [
 ]
 
 AUTOMATION_SENSOR = "lakehouse_automation"
+#: Asset tag saying which refresh an asset belongs to. Untagged assets are refreshed by the daily
+#: job, one partition at a time. ``nightly`` assets (dbt marts, training sets) run after it, over
+#: the whole partition range in one run; the governance layer runs last, in its own job.
+CADENCE_TAG = "lakehouse/cadence"
+NIGHTLY = "nightly"
 FRESHNESS_JOB = "freshness_checks"
 FRESHNESS_CHECK = "freshness"
 BRONZE_BATCH = 31

@@ -70,6 +70,34 @@ def reset_lake(settings: Settings) -> None:
         _catalog.cache_clear()
 
 
+def _run_record(result: Any, partition: str) -> dict[str, Any]:
+    """What the demo reports of one in-process run: its checks and its step errors."""
+    checks = [
+        {
+            "check": f"{e.asset_key.to_user_string()}:{e.check_name}",
+            "passed": e.passed,
+            "severity": e.severity.value,
+            "description": (e.description or ""),
+        }
+        for e in result.get_asset_check_evaluations()
+    ]
+    failures = [
+        _error_text(ev.event_specific_data.error)
+        for ev in result.all_events
+        if ev.is_step_failure and ev.event_specific_data is not None
+    ]
+    return {
+        "partition": partition,
+        "run_id": result.run_id,
+        "success": result.success,
+        "checks": checks,
+        "errors": failures,
+    }
+
+
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def run_daily(partition_keys: Sequence[str], *, show_progress: bool = True) -> list[dict[str, Any]]:
     """Materialise the daily job for each partition in this process; returns one record per run."""
     import dagster as dg
@@ -78,7 +106,6 @@ def run_daily(partition_keys: Sequence[str], *, show_progress: bool = True) -> l
 
     # built now, from the current settings (not the module-level defs of an earlier import)
     job = build_definitions().resolve_job_def(DAILY_JOB)
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     runs: list[dict[str, Any]] = []
     with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as stack:
         keys: Iterable[str] = partition_keys
@@ -88,31 +115,35 @@ def run_daily(partition_keys: Sequence[str], *, show_progress: bool = True) -> l
             )
         for key in keys:
             result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=quiet
+                partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET
             )
-            checks = [
-                {
-                    "check": f"{e.asset_key.to_user_string()}:{e.check_name}",
-                    "passed": e.passed,
-                    "severity": e.severity.value,
-                    "description": (e.description or ""),
+            runs.append(_run_record(result, key))
+    return runs
+
+
+def run_after_daily(partition_keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Then the nightly job (marts, training sets) over the whole range in one run, and the
+    governance job (PII inventory, catalog, contracts) last; each skipped while it has no asset."""
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from lakehouse.definitions import GOVERNANCE_JOB, NIGHTLY_JOB, build_definitions
+
+    defs = build_definitions()
+    runs: list[dict[str, Any]] = []
+    with dg.DagsterInstance.get() as instance:
+        for name in (NIGHTLY_JOB, GOVERNANCE_JOB):
+            job = defs.resolve_job_def(name)
+            if not job.asset_layer.executable_asset_keys:
+                continue
+            tags = {}
+            if job.partitions_def is not None:
+                tags = {
+                    ASSET_PARTITION_RANGE_START_TAG: partition_keys[0],
+                    ASSET_PARTITION_RANGE_END_TAG: partition_keys[-1],
                 }
-                for e in result.get_asset_check_evaluations()
-            ]
-            failures = [
-                _error_text(ev.event_specific_data.error)  # type: ignore[union-attr]
-                for ev in result.all_events
-                if ev.is_step_failure and ev.event_specific_data is not None
-            ]
-            runs.append(
-                {
-                    "partition": key,
-                    "run_id": result.run_id,
-                    "success": result.success,
-                    "checks": checks,
-                    "errors": failures,
-                }
-            )
+            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=_QUIET)
+            runs.append(_run_record(result, f"{partition_keys[0]}..{partition_keys[-1]}" if tags else "-"))
     return runs
 
 
@@ -211,6 +242,8 @@ def demo(days: int, fmt: str | None, seed: int, scale: float, reset: bool, as_js
     keys = partition_dates(settings.start_date, days)
     with simulated_services(settings):
         runs = run_daily(keys, show_progress=not as_json)
+        if all(r["success"] for r in runs):
+            runs += run_after_daily(keys)
     elapsed = time.perf_counter() - started
     tables = _table_rows(settings)
     checks = [c for r in runs for c in r["checks"]]
@@ -222,6 +255,7 @@ def demo(days: int, fmt: str | None, seed: int, scale: float, reset: bool, as_js
         "warehouse": settings.warehouse,
         "partitions": [keys[0], keys[-1]],
         "runs": len(runs),
+        "daily_runs": len(keys),
         "failed_runs": [
             {"partition": r["partition"], "run_id": r["run_id"], "errors": r["errors"]} for r in failed_runs
         ],
@@ -768,6 +802,18 @@ def ui(port: int, host: str, no_daemon: bool) -> None:
         commands.append([str(bin_dir / "dagster-daemon"), "run", "-w", workspace])
     click.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C to stop.")
     sys.exit(run_until_interrupted(commands, cwd=str(project_root())))
+
+
+def _add_domain_commands() -> None:
+    """Commands that live with their capability (their imports stay inside the commands)."""
+    from lakehouse.features.cli import COMMANDS as FEATURE_COMMANDS
+    from lakehouse.governance.cli import COMMANDS as GOVERNANCE_COMMANDS
+
+    for command in (*FEATURE_COMMANDS, *GOVERNANCE_COMMANDS):
+        cli.add_command(command)
+
+
+_add_domain_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

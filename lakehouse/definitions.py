@@ -13,6 +13,8 @@ from typing import Any
 import dagster as dg
 
 from lakehouse.automation import (
+    CADENCE_TAG,
+    NIGHTLY,
     alert_sensors,
     apply_operations_policy,
     automation_sensor,
@@ -23,6 +25,8 @@ from lakehouse.maintenance import build_maintenance
 from lakehouse.settings import get_settings
 
 DAILY_JOB = "daily_refresh"
+NIGHTLY_JOB = "nightly_refresh"
+GOVERNANCE_JOB = "governance_refresh"
 
 # The daily job runs one partition at a time, so the mix of bronze (runs of 31 days) and
 # silver/gold (single-run) backfill policies in it is intended; Dagster warns about it on every load.
@@ -53,12 +57,26 @@ def build_definitions() -> dg.Definitions:
     scheduled: dg.AssetSelection = dg.AssetSelection.all()
     for domain in ON_DEMAND:
         scheduled = scheduled - dg.AssetSelection.tag("domain", domain)
+    nightly = dg.AssetSelection.tag(CADENCE_TAG, NIGHTLY)
+    governance = dg.AssetSelection.groups("governance")
     # the daily job refreshes data; freshness is judged separately, on its own schedule
-    daily_selection = scheduled - dg.AssetSelection.checks(*[k for c in freshness for k in c.check_keys])
+    daily_selection = (
+        scheduled - nightly - governance - dg.AssetSelection.checks(*[k for c in freshness for k in c.check_keys])
+    )
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=daily_selection,
         description="Refresh every daily-partitioned table (bronze -> silver -> gold) for one day.",
+    )
+    nightly_job = dg.define_asset_job(
+        NIGHTLY_JOB,
+        selection=nightly & scheduled,
+        description="After the daily refresh: the marts and training sets, over a partition range in one run.",
+    )
+    governance_job = dg.define_asset_job(
+        GOVERNANCE_JOB,
+        selection=governance,
+        description="Last: PII inventory, catalog export, contracts and audit over every table.",
     )
     on_demand_jobs = [
         dg.define_asset_job(
@@ -74,7 +92,15 @@ def build_definitions() -> dg.Definitions:
         asset_checks=[*(asset_defs.asset_checks or []), *freshness],
         sensors=[*(asset_defs.sensors or []), automation_sensor(scheduled), *alert_sensors()],
         schedules=[*(asset_defs.schedules or []), maintenance_schedule, freshness_cron],
-        jobs=[*(asset_defs.jobs or []), daily_job, maintenance_job, freshness_job, *on_demand_jobs],
+        jobs=[
+            *(asset_defs.jobs or []),
+            daily_job,
+            nightly_job,
+            governance_job,
+            maintenance_job,
+            freshness_job,
+            *on_demand_jobs,
+        ],
         resources=build_resources(settings),
     )
 

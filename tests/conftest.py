@@ -142,6 +142,11 @@ class Demo:
     truth: dict[str, Any]
 
     @property
+    def daily_checks(self) -> list[dict[str, Any]]:
+        """Check results of the daily runs (one partition each), without the nightly/governance runs."""
+        return [c for c in self.summary["checks"] if ".." not in c["partition"] and c["partition"] != "-"]
+
+    @property
     def env(self) -> dict[str, str]:
         """Environment for a CLI subprocess (or ``get_settings``) against this lake."""
         return {**os.environ, "LAKEHOUSE_HOME": str(self.home), "LAKEHOUSE_TABLE_FORMAT": self.format}

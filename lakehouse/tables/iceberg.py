@@ -103,7 +103,9 @@ class IcebergStore(TableStore):
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _props(commit_metadata: Mapping[str, str] | None, *, write_id: str | None = None, **extra: str) -> dict[str, str]:
+    def _props(
+        commit_metadata: Mapping[str, str] | None, *, write_id: str | None = None, **extra: str
+    ) -> dict[str, str]:
         """Snapshot properties of one logical write. A write may take several snapshots (a merge is
         a delete and an append in one transaction): they share ``lakehouse.write-id``, so the change
         feed can tell a commit's last snapshot from its intermediate states."""

@@ -12,9 +12,10 @@ def run(args, home: Path, **env):
 
 def test_demo_then_query_and_tables(demo):
     summary, truth, home = demo.summary, demo.truth, demo.home
-    assert summary["format"] == demo.format and summary["runs"] == DEMO_DAYS and summary["checks_failed"] == []
+    assert summary["format"] == demo.format and summary["daily_runs"] == DEMO_DAYS and summary["checks_failed"] == []
     checks = daily_check_count()
-    assert summary["checks_passed"] + len(summary["checks_warned"]) == DEMO_DAYS * checks
+    assert len(demo.daily_checks) == DEMO_DAYS * checks
+    assert summary["checks_passed"] + len(summary["checks_warned"]) == len(summary["checks"])
 
     query = demo.cli("query", "select count(*) as n from silver_retail.orders", "--json")
     assert query.returncode == 0, query.stderr[-2000:]

@@ -23,9 +23,9 @@ def per_day(lake, name):
 
 def test_every_run_and_error_check_passed(demo):
     summary = demo.summary
-    assert summary["format"] == demo.format and summary["runs"] == DAYS
+    assert summary["format"] == demo.format and summary["daily_runs"] == DAYS
     assert summary["failed_runs"] == [] and summary["checks_failed"] == []
-    checks = summary["checks"]
+    checks = demo.daily_checks
     assert len(checks) == daily_check_count() * DAYS  # every check of the daily job, every day
     reconciled = [c for c in checks if c["check"].startswith("bronze/") and c["check"].endswith(":rows_reconcile")]
     assert len(reconciled) == 6 * DAYS and all(c["passed"] for c in reconciled)

@@ -36,8 +36,8 @@ def snapshot(lake) -> dict[str, pl.DataFrame]:
 
 
 def test_slice_matches_the_truth_and_every_check_passes(demo):
-    truth, lake, settings, summary = demo.truth, demo.lake, demo.settings, demo.summary
-    checks = summary["checks"]
+    truth, lake, settings = demo.truth, demo.lake, demo.settings
+    checks = demo.daily_checks
     assert len(checks) == daily_check_count() * DEMO_DAYS
     assert all(c["passed"] or c["severity"] == "WARN" for c in checks)
 

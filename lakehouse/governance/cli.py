@@ -1,0 +1,10 @@
+"""Governance commands: ``lakehouse pii``, ``audit``, ``erase``, ``contracts``, ``catalog``, ``lineage``."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["COMMANDS"]
+
+#: click commands added to the ``lakehouse`` group by ``lakehouse.cli``
+COMMANDS: list[click.Command] = []
