@@ -116,13 +116,16 @@ def apply_operations_policy(assets: Iterable[Any], on_demand_domains: Sequence[s
     )
 
 
-def automation_sensor(selection: dg.AssetSelection) -> dg.AutomationConditionSensorDefinition:
-    """Evaluates the conditions every 30 seconds; running as soon as the daemon starts."""
+def automation_sensor(
+    selection: dg.AssetSelection, interval_seconds: int = 30
+) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the conditions every ``interval_seconds`` (``LAKEHOUSE_SENSOR_INTERVAL``); running
+    as soon as the daemon starts."""
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=selection,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_seconds,
         description="Refreshes silver and gold partitions when their upstream partitions change.",
     )
 

@@ -90,7 +90,11 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=[*(asset_defs.asset_checks or []), *freshness],
-        sensors=[*(asset_defs.sensors or []), automation_sensor(scheduled), *alert_sensors()],
+        sensors=[
+            *(asset_defs.sensors or []),
+            automation_sensor(scheduled, settings.sensor_interval_seconds),
+            *alert_sensors(),
+        ],
         schedules=[*(asset_defs.schedules or []), maintenance_schedule, freshness_cron],
         jobs=[
             *(asset_defs.jobs or []),

@@ -21,6 +21,8 @@ from typing import Literal, cast, get_args
 from lakehouse.exceptions import SettingsError
 
 __all__ = [
+    "ONLINE_STORES",
+    "QUERY_ROLES",
     "TABLE_FORMATS",
     "AlertSettings",
     "QueryEngine",
@@ -34,6 +36,9 @@ __all__ = [
 TableFormat = Literal["delta", "iceberg"]
 QueryEngine = Literal["duckdb", "trino"]
 TABLE_FORMATS: tuple[TableFormat, ...] = get_args(TableFormat)
+OnlineStore = Literal["sqlite", "redis"]
+ONLINE_STORES: tuple[OnlineStore, ...] = get_args(OnlineStore)
+QUERY_ROLES = ("analyst", "steward")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -101,6 +106,17 @@ class Settings:
     owner: str = "team:data-platform"
     alerts: AlertSettings = field(default_factory=AlertSettings)
     ui_url: str = "http://127.0.0.1:3000"
+    #: seconds between evaluations of the automation sensor and the landing sensor
+    sensor_interval_seconds: int = 30
+    #: online feature store: an SQLite file under the state folder (default) or Redis
+    online_store: OnlineStore = "sqlite"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    #: PII findings below this confidence are not reported
+    pii_min_confidence: float = 0.8
+    #: key of the keyed hash that masks identifiers for analysts (None: a key file under the state folder)
+    masking_key: str | None = field(default=None, repr=False)
+    #: role of `lakehouse query` when --role is not given
+    query_role: str = "steward"
 
     @property
     def dagster_home(self) -> Path:
@@ -168,6 +184,22 @@ def _validate(settings: Settings) -> None:
             f"LAKEHOUSE_S3_ENDPOINT={endpoint!r} uses plain http but LAKEHOUSE_S3_ALLOW_HTTP is not true; "
             "set LAKEHOUSE_S3_ALLOW_HTTP=true for a local MinIO/SeaweedFS, or use https"
         )
+    if settings.online_store not in ONLINE_STORES:
+        raise SettingsError(
+            f"LAKEHOUSE_ONLINE_STORE={settings.online_store!r} is not valid; accepted values: {', '.join(ONLINE_STORES)}"
+        )
+    if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("LAKEHOUSE_REDIS_URL is not valid; accepted values: redis://HOST:PORT/DB or rediss://...")
+    if not 0.0 < settings.pii_min_confidence <= 1.0:
+        raise SettingsError(
+            f"LAKEHOUSE_PII_MIN_CONFIDENCE={settings.pii_min_confidence!r} is not valid; accepted values: a number in (0, 1]"
+        )
+    if settings.query_role not in QUERY_ROLES:
+        raise SettingsError(
+            f"LAKEHOUSE_QUERY_ROLE={settings.query_role!r} is not valid; accepted values: {', '.join(QUERY_ROLES)}"
+        )
+    if settings.sensor_interval_seconds < 1:
+        raise SettingsError("LAKEHOUSE_SENSOR_INTERVAL must be a whole number of seconds >= 1")
     if settings.query_engine == "trino" and not settings.trino_url:
         raise SettingsError("LAKEHOUSE_QUERY_ENGINE='trino' needs LAKEHOUSE_TRINO_URL (e.g. http://127.0.0.1:8080)")
 
@@ -214,6 +246,17 @@ def _alert_settings(env: Mapping[str, str], home: Path) -> AlertSettings:
     )
 
 
+def _env_number(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(kind(raw.strip()))
+    except ValueError:
+        accepted = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not valid; accepted values: {accepted}") from None
+
+
 def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``), validating every value.
 
@@ -257,6 +300,12 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         owner=env.get("LAKEHOUSE_DEFAULT_OWNER") or "team:data-platform",
         alerts=_alert_settings(env, home),
         ui_url=(env.get("LAKEHOUSE_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
+        sensor_interval_seconds=int(_env_number(env, "LAKEHOUSE_SENSOR_INTERVAL", 30, int)),
+        online_store=cast(OnlineStore, (env.get("LAKEHOUSE_ONLINE_STORE") or "sqlite").strip().lower()),
+        redis_url=env.get("LAKEHOUSE_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        pii_min_confidence=_env_number(env, "LAKEHOUSE_PII_MIN_CONFIDENCE", 0.8),
+        masking_key=env.get("LAKEHOUSE_MASKING_KEY") or None,
+        query_role=(env.get("LAKEHOUSE_QUERY_ROLE") or "steward").strip().lower(),
     )
     _validate(settings)
     return settings
