@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev run test lint typecheck format unit integration e2e ui bench clean
+.PHONY: help venv venv-dev run test lint typecheck format unit integration e2e ui bench dbt-docs clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ e2e: venv-dev ## end-to-end tests only
 
 ui: venv ## start the Dagster UI (http://127.0.0.1:3000) and daemon; Ctrl-C stops both
 	$(BIN)/lakehouse ui
+
+dbt-docs: venv ## build the dbt documentation of the marts (dbt_project/target/index.html) over the current lake
+	cd dbt_project && ../$(BIN)/dbt docs generate --project-dir . --profiles-dir .
+	@echo "open dbt_project/target/index.html, or: cd dbt_project && ../$(BIN)/dbt docs serve --host 127.0.0.1 --port 8081"
 
 bench: venv-dev ## run the benchmarks (prints ratios; writes bench/results/)
 	$(BIN)/python -m bench

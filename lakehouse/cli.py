@@ -98,7 +98,23 @@ def _run_record(result: Any, partition: str) -> dict[str, Any]:
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def run_daily(partition_keys: Sequence[str], *, show_progress: bool = True) -> list[dict[str, Any]]:
+def _run_config(verbose: bool) -> dict[str, Any]:
+    return {} if verbose else _QUIET
+
+
+@contextlib.contextmanager
+def _job_output(verbose: bool) -> Iterator[None]:
+    if verbose:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+def run_daily(
+    partition_keys: Sequence[str], *, show_progress: bool = True, verbose: bool = False
+) -> list[dict[str, Any]]:
     """Materialise the daily job for each partition in this process; returns one record per run."""
     import dagster as dg
 
@@ -121,7 +137,7 @@ def run_daily(partition_keys: Sequence[str], *, show_progress: bool = True) -> l
     return runs
 
 
-def run_after_daily(partition_keys: Sequence[str]) -> list[dict[str, Any]]:
+def run_after_daily(partition_keys: Sequence[str], *, verbose: bool = False) -> list[dict[str, Any]]:
     """Then the nightly job (marts, training sets) over the whole range in one run, and the
     governance job (PII inventory, catalog, contracts) last; each skipped while it has no asset."""
     import dagster as dg
@@ -142,7 +158,9 @@ def run_after_daily(partition_keys: Sequence[str]) -> list[dict[str, Any]]:
                     ASSET_PARTITION_RANGE_START_TAG: partition_keys[0],
                     ASSET_PARTITION_RANGE_END_TAG: partition_keys[-1],
                 }
-            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=_QUIET)
+            result = job.execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False, run_config=_run_config(verbose)
+            )
             runs.append(_run_record(result, f"{partition_keys[0]}..{partition_keys[-1]}" if tags else "-"))
     return runs
 
@@ -226,7 +244,8 @@ def _error_text(error: Any) -> str:
 )
 @click.option("--reset", is_flag=True, help="Delete the local warehouse, landing zone and catalog first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(days: int, fmt: str | None, seed: int, scale: float, reset: bool, as_json: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show the runs' logs (Dagster, dbt) on stderr.")
+def demo(days: int, fmt: str | None, seed: int, scale: float, reset: bool, as_json: bool, verbose: bool) -> None:
     """Generate landing data and materialise every asset for the window, then summarise."""
     from lakehouse.instance import prepare_dagster_home
     from lakehouse.partitions import partition_dates
@@ -240,10 +259,12 @@ def demo(days: int, fmt: str | None, seed: int, scale: float, reset: bool, as_js
     started = time.perf_counter()
     truth = generate(settings, SimulationConfig(start=settings.start_date, days=days, seed=seed, scale=scale))
     keys = partition_dates(settings.start_date, days)
-    with simulated_services(settings):
-        runs = run_daily(keys, show_progress=not as_json)
+    # what runs print (dbt re-emits its log on stdout) goes to stderr with --verbose, else nowhere:
+    # stdout carries the summary only; failures are in it
+    with simulated_services(settings), _job_output(verbose):
+        runs = run_daily(keys, show_progress=not as_json, verbose=verbose)
         if all(r["success"] for r in runs):
-            runs += run_after_daily(keys)
+            runs += run_after_daily(keys, verbose=verbose)
     elapsed = time.perf_counter() - started
     tables = _table_rows(settings)
     checks = [c for r in runs for c in r["checks"]]
@@ -770,8 +791,10 @@ def backfill(
     from lakehouse.instance import prepare_dagster_home
 
     prepare_dagster_home(settings)
-    with dg.DagsterInstance.get() as instance:
-        outcome = run_backfill_in_process(defs, plan, instance, progress=None if as_json else click.echo)
+    with dg.DagsterInstance.get() as instance, _job_output(verbose=False):
+        outcome = run_backfill_in_process(
+            defs, plan, instance, progress=None if as_json else lambda line: click.echo(line, err=True)
+        )
     summary.update({"runs": outcome.runs, "seconds": round(outcome.seconds, 2), "success": outcome.success})
     if as_json:
         _dump(summary)

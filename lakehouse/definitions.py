@@ -60,9 +60,8 @@ def build_definitions() -> dg.Definitions:
     nightly = dg.AssetSelection.tag(CADENCE_TAG, NIGHTLY)
     governance = dg.AssetSelection.groups("governance")
     # the daily job refreshes data; freshness is judged separately, on its own schedule
-    daily_selection = (
-        scheduled - nightly - governance - dg.AssetSelection.checks(*[k for c in freshness for k in c.check_keys])
-    )
+    freshness_selection = dg.AssetSelection.checks(*[k for c in freshness for k in c.check_keys])
+    daily_selection = scheduled - nightly - governance - freshness_selection
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=daily_selection,
@@ -70,7 +69,7 @@ def build_definitions() -> dg.Definitions:
     )
     nightly_job = dg.define_asset_job(
         NIGHTLY_JOB,
-        selection=nightly & scheduled,
+        selection=(nightly & scheduled) - freshness_selection,
         description="After the daily refresh: the marts and training sets, over a partition range in one run.",
     )
     governance_job = dg.define_asset_job(

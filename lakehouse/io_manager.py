@@ -188,6 +188,23 @@ class LakehouseIOManager(dg.ConfigurableIOManager):  # type: ignore[type-arg]
             meta["lakehouse/columns_added"] = ", ".join(result.columns_added)
         return meta
 
+    @staticmethod
+    def table_metadata(
+        store: TableStore, ref: TableRef, descriptions: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The same keys, read back from a table another process wrote (e.g. a dbt model)."""
+        info = store.info(ref)
+        commits = store.history(ref, limit=1)
+        return {
+            "dagster/uri": dg.MetadataValue.path(info.uri),
+            "dagster/table_name": ref.sql_name,
+            "dagster/row_count": info.rows,
+            "dagster/column_schema": arrow_table_schema(store.schema(ref), descriptions),
+            "lakehouse/format": info.format,
+            "lakehouse/version": info.version if info.version is not None else -1,
+            "lakehouse/operation": commits[0].operation if commits else "",
+        }
+
     def _load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
         ref = TableRef.from_key(context.asset_key)
         upstream_meta: Mapping[str, Any] = {}

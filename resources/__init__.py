@@ -7,12 +7,16 @@ runs the step, and they never appear in the definitions, the UI or the event log
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
 from lakehouse.alerts import AlertResource
 from lakehouse.compute import ComputeResource
+from lakehouse.dbt.project import DBT_PROJECT_DIR
 from lakehouse.io_manager import LakehouseIOManager
 from lakehouse.resource import LakeResource
 from lakehouse.settings import Settings, get_settings
@@ -40,6 +44,12 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         "lake": lake,
         "io_manager": LakehouseIOManager(lake=lake),
         "compute": ComputeResource(spark_master=settings.spark_master),
+        # the dbt of this environment, whether or not its bin folder is on PATH
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            dbt_executable=str(Path(sys.executable).parent / "dbt"),
+        ),
         "alerts": AlertResource.from_settings(
             settings,
             **{

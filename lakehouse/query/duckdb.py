@@ -20,7 +20,7 @@ from lakehouse.naming import TableRef, table_location
 from lakehouse.settings import Settings
 from lakehouse.sql import quote_ident, quote_literal, quote_qualified
 
-__all__ = ["Query", "connect", "extension_path", "register_tables"]
+__all__ = ["Query", "configure", "connect", "extension_path", "register_tables", "scan_sql"]
 
 # extensions that must be loaded before another one (DuckDB would try to auto-install them)
 _REQUIRES = {"iceberg": ("avro",)}
@@ -60,6 +60,15 @@ def connect(
         read_only=read_only,
         config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"},
     )
+    configure(con, settings, extensions=extensions)
+    return con
+
+
+def configure(
+    con: duckdb.DuckDBPyConnection, settings: Settings, *, extensions: Iterable[str] = ("delta", "iceberg")
+) -> None:
+    """Load the lake's extensions offline and create the S3 secret on an existing connection
+    (also one that dbt-duckdb opened: see ``lakehouse.dbt.plugin``)."""
     wanted = list(extensions)
     if settings.warehouse_is_s3:
         wanted = ["httpfs", "aws", *wanted]
@@ -78,10 +87,10 @@ def connect(
             parts.append(f"USE_SSL {'false' if (s3.endpoint or '').startswith('http://') else 'true'}")
         parts.append(f"URL_STYLE {quote_literal('path' if s3.path_style else 'vhost')}")
         con.execute(f"CREATE OR REPLACE SECRET lakehouse_s3 ({', '.join(parts)})")
-    return con
 
 
-def _scan_sql(settings: Settings, ref: TableRef, fmt: str) -> str:
+def scan_sql(settings: Settings, ref: TableRef, fmt: str) -> str:
+    """The SELECT that reads the current version of a table (DuckDB's delta_scan or iceberg_scan)."""
     if fmt == "delta":
         return f"SELECT * FROM delta_scan({quote_literal(table_location(ref, settings))})"
     # Iceberg: read the current metadata file the catalog points at
@@ -99,7 +108,7 @@ def register_tables(
     for ref, fmt in tables:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ref.namespace)}")
         con.execute(
-            f"CREATE OR REPLACE VIEW {quote_qualified(ref.namespace, ref.name)} AS {_scan_sql(settings, ref, fmt)}"
+            f"CREATE OR REPLACE VIEW {quote_qualified(ref.namespace, ref.name)} AS {scan_sql(settings, ref, fmt)}"
         )
         names.append(ref.sql_name)
     return names

@@ -84,6 +84,10 @@ class Lake:
             raise TableNotFoundError(f"table {ref} does not exist in the lake at {self.settings.warehouse}")
         return self.store(fmt)
 
+    def table_refs(self) -> list[tuple[TableRef, TableFormat]]:
+        """Every table in the warehouse with its format, from the catalog/listing only (no metadata read)."""
+        return sorted((ref, fmt) for fmt in TABLE_FORMATS for ref in self.store(fmt).list_tables())
+
     def tables(self) -> list[TableInfo]:
         """Every table in the warehouse (both formats), sorted by name."""
         infos = []
