@@ -68,6 +68,8 @@ def reset_lake(settings: Settings) -> None:
         from lakehouse.tables.iceberg import _catalog
 
         _catalog.cache_clear()
+    if settings.online_store == "sqlite":  # the online features of the lake being deleted
+        (settings.home / "online_store.sqlite").unlink(missing_ok=True)
 
 
 def _run_record(result: Any, partition: str) -> dict[str, Any]:

@@ -91,7 +91,13 @@ def test_a_single_run_range_writes_what_one_run_per_day_writes(tmp_path, monkeyp
                 bronze = plan_backfill(defs, "group:bronze and tag:domain=retail", keys[0], keys[-1])
                 bronze = dataclasses.replace(bronze, runs=[(k, k) for k in keys])
                 assert run_backfill_in_process(defs, bronze, instance).success
-                upper = plan_backfill(defs, "(group:silver or group:gold) and tag:domain=retail", keys[0], keys[-1])
+                upper = plan_backfill(
+                    defs,
+                    "(group:silver or group:gold) and (tag:domain=retail or tag:domain=features)"
+                    " and not tag:lakehouse/cadence=nightly",
+                    keys[0],
+                    keys[-1],
+                )
                 assert len(upper.runs) == 1
                 outcome = run_backfill_in_process(defs, upper, instance)
                 assert outcome.success, outcome.runs
