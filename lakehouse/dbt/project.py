@@ -132,7 +132,7 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
     def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
         return {**super().get_tags(dbt_resource_props), CADENCE_TAG: NIGHTLY}
 
-    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition[Any] | None:
         return MARTS_NIGHTLY if dbt_resource_props["resource_type"] == "model" else None
 
     def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:

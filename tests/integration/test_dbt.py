@@ -13,7 +13,13 @@ import pytest
 from lakehouse.naming import TableRef
 from lakehouse.tables import col
 
-MARTS = ["mart_sales_daily", "mart_sales_monthly", "mart_sales_growth", "mart_customer_value", "mart_product_performance"]
+MARTS = [
+    "mart_sales_daily",
+    "mart_sales_monthly",
+    "mart_sales_growth",
+    "mart_customer_value",
+    "mart_product_performance",
+]
 FCT = TableRef("gold", "retail", "fct_sales")
 DAILY = TableRef("gold", "marts", "mart_sales_daily")
 
@@ -64,7 +70,8 @@ def test_the_demo_builds_every_mart_and_every_dbt_test_passes_as_a_check(demo):
     assert value.height == expected.height
     joined = value.join(expected, on="customer_id", suffix="_expected")
     assert joined.filter(
-        (pl.col("orders") != pl.col("orders_expected")) | (pl.col("lifetime_value") != pl.col("lifetime_value_expected"))
+        (pl.col("orders") != pl.col("orders_expected"))
+        | (pl.col("lifetime_value") != pl.col("lifetime_value_expected"))
     ).is_empty()
     assert set(value.get_column("rfm_segment")) <= {"champions", "loyal", "new", "at_risk", "hibernating", "promising"}
     growth = table(demo.lake, TableRef("gold", "marts", "mart_sales_growth"))
@@ -91,7 +98,14 @@ def test_marts_carry_lineage_to_the_star_schema_and_the_table_metadata(demo):
 def test_a_thirty_day_backfill_is_one_run_and_one_dbt_invocation(demo):
     before = mart_frame(demo)
     done = demo.cli(
-        "backfill", 'key:"gold/marts/mart_sales_daily"', "--from", "2024-01-01", "--to", "2024-01-30", "--in-process", "--json"
+        "backfill",
+        'key:"gold/marts/mart_sales_daily"',
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-30",
+        "--in-process",
+        "--json",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout)

@@ -27,7 +27,10 @@ def test_definitions_load_and_every_asset_is_documented(lake_env):
         assert isinstance(schema, dg.TableSchema) and schema.columns, name
         assert all(c.description for c in schema.columns), name
         derived = bool(graph.get(key).parent_keys)
-        if derived and key.path[0] in ("silver", "gold") and not key.path[2].endswith("__quarantine"):
+        # dbt models get their column lineage with each materialisation (from the compiled SQL),
+        # as dagster-dbt does: tests/integration/test_dbt.py checks it
+        from_dbt = "dbt" in node.kinds
+        if derived and not from_dbt and key.path[0] in ("silver", "gold") and not key.path[2].endswith("__quarantine"):
             lineage = node.metadata.get("dagster/column_lineage")
             assert isinstance(lineage, dg.TableColumnLineage) and lineage.deps_by_column, name
             for deps in lineage.deps_by_column.values():
