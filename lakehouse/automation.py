@@ -20,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from lakehouse.alerts import BLOCKING_CHECK_FAILED, RUN_FAILED, AlertResource, alert_for_run
 from lakehouse.checks import CheckOutcome, lake_check
@@ -35,6 +36,7 @@ __all__ = [
     "FRESHNESS_CHECK",
     "FRESHNESS_JOB",
     "FRESHNESS_POLICY",
+    "NEW_PARTITION",
     "NIGHTLY",
     "alert_sensors",
     "apply_operations_policy",
@@ -53,16 +55,48 @@ FRESHNESS_JOB = "freshness_checks"
 FRESHNESS_CHECK = "freshness"
 BRONZE_BATCH = 31
 
+#: How far up the graph "still running" is looked for: bronze -> silver -> gold dimension -> gold
+#: fact, and one more for a table built on a fact.
+UPSTREAM_DEPTH = 4
+
+
+def _upstream_in_progress(levels: int) -> dg.AutomationCondition[Any]:
+    """Some partition at most ``levels`` steps upstream is in a queued or running run.
+
+    Dagster's ``any_deps_in_progress`` looks one step up only: a fact whose silver inputs wait on
+    a queued bronze run would start first, and on a new lake find no table (the real daemon
+    showed it: fct_sales ran before silver order_lines existed).
+    """
+    condition = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.in_progress())
+    for _ in range(levels - 1):
+        condition = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.in_progress() | condition)
+    return condition.with_label("something upstream is still running")
+
+
 #: Silver and gold: materialise a partition when one of its upstream partitions was updated since
-#: it was last handled, once nothing upstream of it is still running. Unlike ``eager()``, any
-#: partition qualifies, not only the newest, so late and re-delivered files flow through; and an
-#: upstream partition that never arrives (a source without a file that day) does not block it:
-#: it reads as empty, exactly as in the daily job. Nothing runs for days without data.
+#: it was last handled, once nothing upstream of it is still running (up to
+#: :data:`UPSTREAM_DEPTH` steps away). Unlike ``eager()``, any partition qualifies, not only the
+#: newest, so late and re-delivered files flow through; and an upstream partition that never
+#: arrives (a source without a file that day) does not block it: it reads as empty, exactly as in
+#: the daily job. Nothing runs for days without data.
 EAGER_PARTITION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~_upstream_in_progress(UPSTREAM_DEPTH)
     & ~dg.AutomationCondition.in_progress()
 ).with_label("eager_partition: an upstream partition changed")
+
+#: Silver and gold tables without an upstream asset (the date dimension is generated, not derived):
+#: no upstream change will ever start them, so the newest day's partition is made once, when it
+#: appears or when the daemon first sees it missing. (``since_last_handled`` would not do: it
+#: resets on the first evaluation, when today's partition is already missing.)
+NEW_PARTITION = (
+    dg.AutomationCondition.in_latest_time_window()
+    & (
+        dg.AutomationCondition.newly_missing()
+        | (dg.AutomationCondition.missing() & dg.AutomationCondition.initial_evaluation())
+    ).since(dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
+    & ~dg.AutomationCondition.in_progress()
+).with_label("new_partition: the newest day's partition is missing")
 
 #: Gold tables should be refreshed daily: warn after 24 hours without a new materialisation,
 #: fail after 26 (a nightly run that is two hours late).
@@ -95,7 +129,7 @@ def apply_operations_policy(assets: Iterable[Any], on_demand_domains: Sequence[s
                 else dg.BackfillPolicy.single_run()
             )
         conditions = {
-            k: EAGER_PARTITION
+            k: EAGER_PARTITION if item.specs_by_key[k].deps else NEW_PARTITION
             for k in keys
             if _layer(k) in ("silver", "gold") and item.automation_conditions_by_key.get(k) is None and not on_demand
         }
@@ -216,8 +250,9 @@ def freshness_schedule(checks: Sequence[dg.AssetChecksDefinition]) -> tuple[Any,
 
 
 def alert_sensors() -> list[dg.SensorDefinition]:
-    """One alert per failed run and channel: runs failed by a blocking check go through
-    ``blocking_check_alerts``, every other failure through ``run_failure_alerts``."""
+    """One alert per failure and channel: runs failed by a blocking check go through
+    ``blocking_check_alerts``, every other failure through ``run_failure_alerts``. A failed run
+    that run retries will re-execute does not alert; its last attempt does, if it fails too."""
 
     def build(name: str, kind: str, description: str) -> dg.SensorDefinition:
         @dg.run_failure_sensor(
@@ -227,7 +262,11 @@ def alert_sensors() -> list[dg.SensorDefinition]:
             minimum_interval_seconds=15,
         )
         def _sensor(context: dg.RunFailureSensorContext, alerts: AlertResource) -> dg.SkipReason | None:
-            alert = alert_for_run(context.instance, context.dagster_run, alerts.ui_url)
+            run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+            if run.tags.get(WILL_RETRY_TAG) == "true":
+                # run retries (dagster.yaml) will re-execute it: only the last failed attempt alerts
+                return dg.SkipReason(f"run {run.run_id} will be retried; no alert unless the retry fails")
+            alert = alert_for_run(context.instance, run, alerts.ui_url)
             if alert.kind != kind:
                 return dg.SkipReason(f"{alert.kind}: reported by the other alert sensor")
             outcome = alerts.send(alert)

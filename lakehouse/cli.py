@@ -815,16 +815,13 @@ def backfill(
 def ui(port: int, host: str, no_daemon: bool) -> None:
     """Start the Dagster webserver and daemon on the embedded instance; Ctrl-C stops both."""
     from lakehouse.instance import prepare_dagster_home
-    from lakehouse.processes import run_until_interrupted
+    from lakehouse.processes import dagster_commands, run_until_interrupted
     from lakehouse.settings import project_root
 
     settings = get_settings()
     home = prepare_dagster_home(settings)
     workspace = str(project_root() / "workspace.yaml")
-    bin_dir = Path(sys.executable).parent
-    commands = [[str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)]]
-    if not no_daemon:
-        commands.append([str(bin_dir / "dagster-daemon"), "run", "-w", workspace])
+    commands = dagster_commands(workspace, host=host, port=port, daemon=not no_daemon)
     click.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C to stop.")
     sys.exit(run_until_interrupted(commands, cwd=str(project_root())))
 

@@ -105,6 +105,9 @@ def build_definitions() -> dg.Definitions:
             *on_demand_jobs,
         ],
         resources=build_resources(settings),
+        # one process per run, not one per step: every process imports this code location (~4 s),
+        # and on two cores with two runs at a time the per-step processes cost more than they win
+        executor=dg.in_process_executor,
     )
 
 

@@ -27,4 +27,10 @@ def prepare_dagster_home(settings: Settings) -> Path:
     elif not config.is_file():
         config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
+    # create the SQLite storage now, once: a webserver, a daemon and their code servers starting
+    # together on an empty folder race to create it ("alembic_version has more than one head")
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return home

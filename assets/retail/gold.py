@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from assets.retail.silver import BY_NAME, SilverEntity
+from lakehouse.automation import NEW_PARTITION
 from lakehouse.checks import CheckOutcome, aggregate_match_check, lake_check, unique_key_check
 from lakehouse.exceptions import ChangeFeedUnavailableError
 from lakehouse.io_manager import PARTITION_EXPR, LakehouseIOManager
@@ -330,7 +331,8 @@ DIM_DATE = TableRef("gold", "retail", "dim_date")
     partitions_def=daily_partitions,
     # no upstream to follow: when a new day's partition appears, write it (the calendar it writes
     # covers the whole range, so facts of any day find their date)
-    automation_condition=dg.AutomationCondition.eager().with_label("new_day: extend the calendar when a day starts"),
+    # (eager() would skip the day already missing when the daemon starts: no calendar until midnight)
+    automation_condition=NEW_PARTITION,
     owners=[OWNER],
     kinds=KINDS,
     description="Calendar (grain: one row per day) from the first partition to the end of next year: ISO weeks, "

@@ -2,10 +2,14 @@
 
 * Change detection is cheap: per (source, partition) the cursor keeps one short fingerprint of
   the partition's files (path, size, mtime), so the cursor grows with partitions, not files.
-* Exactly once: the ``run_key`` is derived from the files' paths and *content* hashes, computed
-  only for partitions whose fingerprint changed. Touching a file without changing it, or a
-  sensor restarting with a lost cursor, yields a run key that already ran: no new run (Dagster
-  skips known run keys, and the sensor checks the instance too).
+* Exactly once: each source's *content key* is derived from the files' paths and content hashes,
+  computed only for partitions whose fingerprint changed. Touching a file without changing it, or a
+  sensor restarting with a lost cursor, yields a content key that already ran: no new run (the
+  sensor looks it up on the instance, as the run key or as the run's ``lakehouse/landed.*`` tag).
+* One run per landed day: the sources that changed for a partition in one tick are loaded by one
+  run (a day's files land together). Each run pays the code location's start-up, so on a small
+  machine six runs per day cost far more than one, and the refresh downstream starts once, after
+  the whole day is in bronze, instead of once per source.
 * A late file for an earlier day runs that earlier day's partition.
 """
 
@@ -27,6 +31,7 @@ __all__ = ["CURSOR_VERSION", "build_landing_sensor", "partitions_of"]
 
 CURSOR_VERSION = 1
 _RUN_KEY_TAG = "dagster/run_key"
+_LANDED_TAG = "lakehouse/landed.{domain}.{name}"  # value: the content key the run loaded
 
 
 def _short(digest: "hashlib._Hash") -> str:
@@ -73,11 +78,39 @@ def partitions_of(settings: Settings, spec: SourceSpec, entries: Sequence[FileEn
     return dict(grouped)
 
 
-def _already_ran(context: dg.SensorEvaluationContext, run_key: str) -> bool:
+def _landed_tag(spec: SourceSpec) -> str:
+    return _LANDED_TAG.format(domain=spec.domain, name=spec.name)
+
+
+def _already_ran(context: dg.SensorEvaluationContext, spec: SourceSpec, content_key: str) -> bool:
     if context.instance is None:
         return False
-    filters = dg.RunsFilter(tags={_RUN_KEY_TAG: run_key})
-    return bool(context.instance.get_run_records(filters=filters, limit=1))
+    for tags in ({_RUN_KEY_TAG: content_key}, {_landed_tag(spec): content_key}):
+        if context.instance.get_run_records(filters=dg.RunsFilter(tags=tags), limit=1):
+            return True
+    return False
+
+
+def _run_request(partition: str, changes: Sequence[tuple[SourceSpec, str]]) -> dg.RunRequest:
+    """One run for the sources that changed for ``partition``; its run key is the content key of a
+    single source (as before batching), or a hash of all of them."""
+    content_keys = sorted(key for _, key in changes)
+    if len(content_keys) == 1:
+        run_key = content_keys[0]
+    else:
+        digest = hashlib.sha256("\n".join(content_keys).encode())
+        run_key = f"{partition}:{_short(digest)}"
+    tags = {
+        "lakehouse/source": ",".join(f"{spec.domain}.{spec.name}" for spec, _ in changes),
+        "lakehouse/trigger": "landing",
+        **{_landed_tag(spec): key for spec, key in changes},
+    }
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=partition,
+        asset_selection=[dg.AssetKey(k.path) for spec, _ in changes for k in (spec.bronze, spec.quarantine)],
+        tags=tags,
+    )
 
 
 def build_landing_sensor(
@@ -104,26 +137,20 @@ def build_landing_sensor(
         if cursor.get("v") != CURSOR_VERSION:
             cursor = {"v": CURSOR_VERSION, "p": {}}
         seen: dict[str, dict[str, str]] = cursor["p"]
-        requests = []
+        changed: dict[str, list[tuple[SourceSpec, str]]] = defaultdict(list)
         for spec in file_specs:
             known = seen.setdefault(spec.name, {})
             for partition, entries in sorted(partitions_of(settings, spec, all_landing_files(settings, spec)).items()):
                 fingerprint = _fingerprint(settings, entries)
                 if known.get(partition) == fingerprint:
                     continue
-                run_key = _content_key(settings, spec, partition, entries)
+                content_key = _content_key(settings, spec, partition, entries)
                 known[partition] = fingerprint
-                if _already_ran(context, run_key):
-                    context.log.info(f"{run_key}: already processed (same content); no run")
+                if _already_ran(context, spec, content_key):
+                    context.log.info(f"{content_key}: already processed (same content); no run")
                     continue
-                requests.append(
-                    dg.RunRequest(
-                        run_key=run_key,
-                        partition_key=partition,
-                        asset_selection=[dg.AssetKey(spec.bronze.path), dg.AssetKey(spec.quarantine.path)],
-                        tags={"lakehouse/source": f"{spec.domain}.{spec.name}", "lakehouse/trigger": "landing"},
-                    )
-                )
+                changed[partition].append((spec, content_key))
+        requests = [_run_request(partition, changes) for partition, changes in sorted(changed.items())]
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, separators=(",", ":"), sort_keys=True))
 
     return landing_sensor
