@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from lakehouse.exceptions import LakehouseError
-from lakehouse.settings import TABLE_FORMATS, Settings, get_settings
+from lakehouse.settings import QUERY_ROLES, TABLE_FORMATS, Settings, get_settings
 
 __all__ = ["cli", "main"]
 
@@ -350,7 +350,14 @@ def tables(as_json: bool) -> None:
 @click.option(
     "--engine", type=click.Choice(["duckdb", "trino"]), help="Query engine (default: LAKEHOUSE_QUERY_ENGINE)."
 )
-def query(sql: str | None, sql_file: str | None, as_json: bool, max_rows: int, engine: str | None) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(QUERY_ROLES),
+    help="Governance role (default: LAKEHOUSE_QUERY_ROLE): analyst sees personal data masked; steward in clear, audited.",
+)
+def query(
+    sql: str | None, sql_file: str | None, as_json: bool, max_rows: int, engine: str | None, role: str | None
+) -> None:
     """Run SQL over the lake with DuckDB; tables are named <layer>_<domain>.<table>."""
     import polars as pl
 
@@ -363,11 +370,13 @@ def query(sql: str | None, sql_file: str | None, as_json: bool, max_rows: int, e
     assert sql is not None
     settings = get_settings()
     if (engine or settings.query_engine) == "trino":
+        if role is not None:
+            raise click.UsageError("--role applies to DuckDB; Trino enforces roles with its access-control rules")
         from lakehouse.query.trino import trino_query
 
         frame = trino_query(settings, sql)
     else:
-        with Query(settings) as q:
+        with Query(settings, role=role or settings.query_role) as q:
             frame = q.sql(sql)
     if as_json:
         _dump(frame.to_dicts())
@@ -605,6 +614,10 @@ def restore(table: str, target: str, dry_run: bool, as_json: bool) -> None:
             ref, version=version, as_of=when if version is None else None, commit_metadata={"lakehouse_restore": target}
         )
         summary["new_version"] = result.version
+        from lakehouse.governance.audit import record
+
+        details = {k: v for k, v in summary.items() if k != "table"}
+        record(get_settings(), action="restore", target=str(ref), details=details)
     if as_json:
         _dump(summary)
     elif dry_run:
@@ -635,6 +648,10 @@ def maintain(tables: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
         str(ref): run_maintenance(lake, ref, policies.get("/".join(ref.path), Policy()), dry_run=dry_run)
         for ref in refs
     }
+    if not dry_run:
+        from lakehouse.governance.audit import NewEntry, record_many
+
+        record_many(lake.settings, [NewEntry("maintenance", name, {"actions": done}) for name, done in report.items()])
     if as_json:
         _dump(report)
         return
@@ -775,7 +792,14 @@ def backfill(
         "assets": [k.to_user_string() for k in plan.keys],
         "partitions": len(plan.partitions),
         "runs_planned": len(plan.runs),
+        "not_partitioned": [k.to_user_string() for k in plan.skipped],
     }
+    if plan.skipped and not as_json:
+        click.echo(
+            f"not partitioned, left out (materialise them once the backfill is done): "
+            f"{', '.join(summary['not_partitioned'])}",
+            err=True,
+        )
     if dry_run:
         _dump(summary) if as_json else click.echo(
             f"{len(plan.keys)} assets x {len(plan.partitions)} partitions in {len(plan.runs)} run(s): "

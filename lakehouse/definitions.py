@@ -21,6 +21,7 @@ from lakehouse.automation import (
     freshness_checks,
     freshness_schedule,
 )
+from lakehouse.governance.catalog import known_pii, tag_pii_columns
 from lakehouse.maintenance import build_maintenance
 from lakehouse.settings import get_settings
 
@@ -51,6 +52,8 @@ def build_definitions() -> dg.Definitions:
     all_assets: list[Any] = list(asset_defs.assets or [])
     assets = dg.map_asset_specs(lambda spec: _apply_policy(spec, settings.owner), all_assets)
     assets = apply_operations_policy(assets, ON_DEMAND)
+    # personal-data columns carry a pii tag in their column schema (contracts + the latest PII inventory)
+    assets = tag_pii_columns(assets, known_pii(settings))
     freshness = freshness_checks(assets)
     freshness_job, freshness_cron = freshness_schedule(freshness)
 

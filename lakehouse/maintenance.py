@@ -138,6 +138,10 @@ def _op_for(ref: TableRef, pool: str, policy: Policy) -> dg.OpDefinition:
             context.log.info(f"{ref} does not exist yet; nothing to maintain")
             return
         records = maintain(the_lake, ref, policy)
+        from lakehouse.governance.audit import record
+
+        details = {"actions": records}
+        record(the_lake.settings, action="maintenance", target=str(ref), details=details, run_id=context.run_id)
         info = the_lake.existing_store(ref).info(ref)
         context.log_event(
             dg.AssetObservation(

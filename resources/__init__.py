@@ -17,7 +17,7 @@ from dagster_dbt import DbtCliResource
 from lakehouse.alerts import AlertResource
 from lakehouse.compute import ComputeResource
 from lakehouse.dbt.project import DBT_PROJECT_DIR
-from lakehouse.io_manager import LakehouseIOManager
+from lakehouse.governance.contracts import ContractIOManager
 from lakehouse.resource import LakeResource
 from lakehouse.settings import Settings, get_settings
 
@@ -42,7 +42,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     lake = LakeResource.from_settings(settings, **{k: v for k, v in secrets.items() if v is not None})
     resources: dict[str, Any] = {
         "lake": lake,
-        "io_manager": LakehouseIOManager(lake=lake),
+        # the lake's IO manager, refusing an output that breaks its data contract before it is written
+        "io_manager": ContractIOManager(lake=lake),
         "compute": ComputeResource(spark_master=settings.spark_master),
         # the dbt of this environment, whether or not its bin folder is on PATH
         "dbt": DbtCliResource(

@@ -230,6 +230,12 @@ class TableStore(abc.ABC):
         plus orphan files). Versions older than the window stop being readable."""
 
     @abc.abstractmethod
+    def purge_history(self, ref: TableRef) -> MaintenanceResult:
+        """Keep only the current version: remove every data file, change-feed file and log entry an
+        older version needs, so deleted rows cannot come back by time travel, the change feed or the
+        table's metadata (column statistics). Used by right-to-erasure; history is lost."""
+
+    @abc.abstractmethod
     def changes(self, ref: TableRef, *, since: int, until: int | None = None, keys: Sequence[str] = ()) -> pl.DataFrame:
         """Rows changed after version ``since`` up to ``until`` (default: current), with
         ``_change_type`` (insert, update_preimage, update_postimage, delete) and ``_commit_version``.

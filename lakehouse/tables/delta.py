@@ -24,6 +24,7 @@ from lakehouse.tables.schema import conform, plan_write
 __all__ = ["CHANGE_FEED", "DeltaStore"]
 
 CHANGE_FEED = "delta.enableChangeDataFeed"
+_LOG_RETENTION = "delta.logRetentionDuration"
 
 _STANDARD_COMMIT_KEYS = {
     "timestamp",
@@ -362,6 +363,25 @@ class DeltaStore(TableStore):
             table=str(ref), operation="VACUUM", files_before=info.files + len(removed), files_after=info.files,
             files_removed=len(removed), bytes_removed=sum(s.size or 0 for s in sizes), version=info.version,
             dry_run=dry_run, details={"retention_hours": hours},
+        )  # fmt: skip
+
+    def purge_history(self, ref: TableRef) -> MaintenanceResult:
+        table = self._table(ref)
+        before = self.info(ref).files
+        # full: also the change-data files and files no log entry lists (a plain vacuum keeps _change_data/)
+        removed = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+        # the log keeps the statistics (min/max values) of every file ever added: checkpoint the
+        # current state and drop the log entries before it, then put the log retention back
+        retention = table.metadata().configuration.get(_LOG_RETENTION) or "interval 30 days"
+        table.alter.set_table_properties({_LOG_RETENTION: "interval 0 seconds"})
+        table = self._table(ref)
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        self._table(ref).alter.set_table_properties({_LOG_RETENTION: retention})
+        info = self.info(ref)
+        return MaintenanceResult(
+            table=str(ref), operation="PURGE_HISTORY", files_before=before + len(removed), files_after=info.files,
+            files_removed=len(removed), version=info.version, details={"log_retention": retention},
         )  # fmt: skip
 
     def changes(self, ref: TableRef, *, since: int, until: int | None = None, keys: Sequence[str] = ()) -> pl.DataFrame:

@@ -544,6 +544,11 @@ class IcebergStore(TableStore):
             },
         )
 
+    def purge_history(self, ref: TableRef) -> MaintenanceResult:
+        """Expire every snapshot but the current one and delete the files only they needed."""
+        result = self.vacuum(ref, retention=dt.timedelta(0))
+        return MaintenanceResult(**{**result.__dict__, "operation": "PURGE_HISTORY"})
+
     def changes(self, ref: TableRef, *, since: int, until: int | None = None, keys: Sequence[str] = ()) -> pl.DataFrame:
         """Iceberg keeps no row-level change feed in pyiceberg: diff consecutive snapshots (by
         ``keys`` when given, so updates show as pre/post images; else whole rows), so every
