@@ -52,6 +52,9 @@ class BackfillPlan:
     partitions: list[str]
     runs: list[tuple[str, str]]  # (first, last) partition of each run
     per_run: int | None  # partitions per run (None: the whole range in one)
+    #: selected assets without partitions (marts and training sets rebuilt whole): not part of a
+    #: partition backfill; materialise them once it is done
+    skipped: list[dg.AssetKey] = field(default_factory=list)
 
     @property
     def start(self) -> str:
@@ -82,10 +85,15 @@ def plan_backfill(defs: dg.Definitions, selection: str, start: str, end: str) ->
         raise BackfillError(f"asset selection {selection!r} is not valid: {exc}") from None
     if not keys:
         raise BackfillError(f"asset selection {selection!r} matches no asset")
+    skipped = [k for k in keys if graph.get(k).partitions_def is None]
+    keys = [k for k in keys if k not in skipped]
+    if not keys:
+        raise BackfillError(
+            f"asset selection {selection!r} matches no partitioned asset (only {[k.to_user_string() for k in skipped]})"
+        )
     partitions_defs = {graph.get(k).partitions_def for k in keys}
-    unpartitioned = [k.to_user_string() for k in keys if graph.get(k).partitions_def is None]
-    if unpartitioned or len(partitions_defs) != 1:
-        raise BackfillError(f"a backfill needs assets with the same partitions; not partitioned: {unpartitioned}")
+    if len(partitions_defs) != 1:
+        raise BackfillError(f"a backfill needs assets with the same partitions; {selection!r} mixes several")
     (partitions_def,) = partitions_defs
     assert partitions_def is not None
     for label, value in (("--from", start), ("--to", end)):
@@ -109,7 +117,7 @@ def plan_backfill(defs: dg.Definitions, selection: str, start: str, end: str) ->
     per_run = min(limits) if limits else None
     step = per_run or len(partitions)
     runs = [(partitions[i], partitions[min(i + step, len(partitions)) - 1]) for i in range(0, len(partitions), step)]
-    return BackfillPlan(keys=keys, partitions=partitions, runs=runs, per_run=per_run)
+    return BackfillPlan(keys=keys, partitions=partitions, runs=runs, per_run=per_run, skipped=skipped)
 
 
 def run_backfill_in_process(

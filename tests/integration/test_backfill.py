@@ -25,6 +25,9 @@ def test_a_year_of_silver_and_gold_is_one_run_and_with_bronze_twelve(lake_env):
     defs = definitions()
     year = plan_backfill(defs, "group:silver or group:gold", "2024-01-01", "2024-12-31")
     assert len(year.partitions) == 366 and year.runs == [("2024-01-01", "2024-12-31")]
+    # marts and training sets are rebuilt whole: left out of a partition backfill, and said so
+    assert dg.AssetKey(["gold", "marts", "mart_customer_value"]) in year.skipped
+    assert all(defs.resolve_asset_graph().get(k).partitions_def is not None for k in year.keys)
     everything = plan_backfill(defs, "tag:domain=retail", "2024-01-01", "2024-12-31")
     assert len(everything.runs) == 12 and everything.per_run == 31
     assert everything.runs[0] == ("2024-01-01", "2024-01-31") and everything.runs[-1] == (
