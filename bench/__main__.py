@@ -9,7 +9,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import Figure, features, ingest_csv, maintenance, merge, s3, table_ops, tpch
+from bench import Figure, backfill, features, ingest_csv, maintenance, merge, s3, table_ops, tpch
 from bench import platform as platform_bench
 
 BENCHMARKS = {
@@ -26,6 +26,7 @@ BENCHMARKS = {
     "partition_overwrite_iceberg": lambda: table_ops.partition_overwrite("iceberg"),
     "s3_slice_delta": lambda: s3.slice_on_s3("delta"),
     "s3_slice_iceberg": lambda: s3.slice_on_s3("iceberg"),
+    "backfill_year": backfill.backfill_year,
     "features_online": features.online,
     "features_pit_delta": lambda: features.pit("delta"),
     "features_pit_iceberg": lambda: features.pit("iceberg"),
