@@ -249,17 +249,19 @@ def freshness_schedule(checks: Sequence[dg.AssetChecksDefinition]) -> tuple[Any,
 # -- alerts ----------------------------------------------------------------------------------------
 
 
-def alert_sensors() -> list[dg.SensorDefinition]:
+def alert_sensors(interval_seconds: int = 15) -> list[dg.SensorDefinition]:
     """One alert per failure and channel: runs failed by a blocking check go through
     ``blocking_check_alerts``, every other failure through ``run_failure_alerts``. A failed run
-    that run retries will re-execute does not alert; its last attempt does, if it fails too."""
+    that run retries will re-execute does not alert; its last attempt does, if it fails too. They
+    look every ``interval_seconds`` (half of ``LAKEHOUSE_SENSOR_INTERVAL``: alerts should not wait
+    longer than the refreshes they report on)."""
 
     def build(name: str, kind: str, description: str) -> dg.SensorDefinition:
         @dg.run_failure_sensor(
             name=name,
             description=description,
             default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=15,
+            minimum_interval_seconds=interval_seconds,
         )
         def _sensor(context: dg.RunFailureSensorContext, alerts: AlertResource) -> dg.SkipReason | None:
             run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run

@@ -95,7 +95,7 @@ def build_definitions() -> dg.Definitions:
         sensors=[
             *(asset_defs.sensors or []),
             automation_sensor(scheduled, settings.sensor_interval_seconds),
-            *alert_sensors(),
+            *alert_sensors(max(1, settings.sensor_interval_seconds // 2)),
         ],
         schedules=[*(asset_defs.schedules or []), maintenance_schedule, freshness_cron],
         jobs=[

@@ -200,7 +200,7 @@ def demo(
     fmt = str(request.param)
     if fmt not in _demo_lakes:
         home = tmp_path_factory.mktemp(f"demo-{fmt}")
-        done = run_cli(["demo", "--days", str(DEMO_DAYS), "--json"], home, LAKEHOUSE_TABLE_FORMAT=fmt)
+        done = run_cli(["demo", "--reset", "--days", str(DEMO_DAYS), "--json"], home, LAKEHOUSE_TABLE_FORMAT=fmt)
         assert done.returncode in (0, 1), done.stderr[-4000:]
         summary = json.loads(done.stdout)
         truth = json.loads((home / "landing" / "_simulator" / "truth.json").read_text())
