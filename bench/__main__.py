@@ -20,12 +20,16 @@ BENCHMARKS = {
     "merge_iceberg": lambda: merge.merge("iceberg"),
     "tpch_delta": lambda: tpch.tpch("delta"),
     "tpch_iceberg": lambda: tpch.tpch("iceberg"),
+    "tpch_spark": tpch.tpch_spark,
     "compaction_delta": lambda: maintenance.compaction("delta"),
     "compaction_iceberg": lambda: maintenance.compaction("iceberg"),
     "partition_overwrite_delta": lambda: table_ops.partition_overwrite("delta"),
     "partition_overwrite_iceberg": lambda: table_ops.partition_overwrite("iceberg"),
     "s3_slice_delta": lambda: s3.slice_on_s3("delta"),
     "s3_slice_iceberg": lambda: s3.slice_on_s3("iceberg"),
+    "s3_commit_delta": lambda: s3.commit_latency("delta"),
+    "s3_commit_iceberg": lambda: s3.commit_latency("iceberg"),
+    "spark_start": platform_bench.spark_start,
     "backfill_year": backfill.backfill_year,
     "features_online": features.online,
     "features_pit_delta": lambda: features.pit("delta"),
@@ -50,11 +54,13 @@ def main(names: list[str]) -> None:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    payload = {
-        "machine": machine,
-        "figures": [{**f.__dict__, "ratio": f.ratio} for f in figures],
-    }
-    (out / f"{stamp}.json").write_text(json.dumps(payload, indent=2, default=str))
+    rows = [{**f.__dict__, "ratio": f.ratio} for f in figures]
+    earlier = out / f"{stamp}.json"
+    if earlier.exists():  # a partial run the same day adds to (or replaces figures in) that day's report
+        fresh = {r["name"] for r in rows}
+        rows = [r for r in json.loads(earlier.read_text())["figures"] if r["name"] not in fresh] + rows
+    payload = {"machine": machine, "figures": rows}
+    earlier.write_text(json.dumps(payload, indent=2, default=str))
     lines = [
         f"# Benchmarks {stamp}",
         "",
@@ -64,8 +70,12 @@ def main(names: list[str]) -> None:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {f.name} | {f.seconds * 1000:.1f} | {f.baseline_name} | {f.baseline_seconds * 1000:.1f} | {f.ratio:.2f} | {f.goal} |"
-        for f in figures
+        f"| {r['name']} | {r['seconds'] * 1000:.1f} | {r['baseline_name']} | {r['baseline_seconds'] * 1000:.1f} "
+        f"| {r['ratio']:.2f} | {r['goal']} |"
+        for r in rows
+    ]
+    lines += ["", "## details", ""] + [
+        f"- {r['name']}: {json.dumps(r['details'], default=str)}" for r in rows if r["details"]
     ]
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
     print(f"\nwritten {out / stamp}.md and .json")

@@ -53,3 +53,21 @@ def demo(days: int = 7) -> Figure:
         goal="report",
         details={"peak_rss_mb": round(peak), "runs": summary["runs"], "checks_passed": summary["checks_passed"]},
     )
+
+
+def spark_start(repeat: int = 3) -> Figure:
+    """A local Spark session (the JVM included) started in a fresh interpreter, as a Spark job's
+    first step pays it, against importing pyspark alone."""
+    start = (
+        "from lakehouse.compute import ComputeResource; "
+        "s = ComputeResource(spark_master='local[2]').spark(); s.range(1).count(); s.stop()"
+    )
+    measured = median_time(lambda: _python(start), repeat=repeat)
+    baseline = median_time(lambda: _python("import pyspark.sql, lakehouse.compute"), repeat=repeat)
+    return Figure(
+        name="start a local[2] Spark session and run one action (fresh interpreter)",
+        seconds=measured,
+        baseline_name="import pyspark and lakehouse.compute",
+        baseline_seconds=baseline,
+        goal="report",
+    )

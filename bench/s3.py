@@ -41,9 +41,29 @@ def _worker(days: int) -> None:
     print(json.dumps({"write": write, "read": read, "rows": rows}))
 
 
-def _run(env: dict[str, str], days: int) -> dict[str, float]:
+def _commits_worker(commits: int) -> None:
+    import polars as pl
+
+    from lakehouse.naming import TableRef
+    from lakehouse.settings import get_settings
+    from lakehouse.tables import Lake
+
+    store = Lake(get_settings()).store()
+    ref = TableRef("bronze", "bench", "commits")
+    store.append(ref, pl.DataFrame({"n": [-1]}))  # created once; each timed commit is a small append
+    latencies = []
+    for i in range(commits):
+        started = time.perf_counter()
+        store.append(ref, pl.DataFrame({"n": [i]}))
+        latencies.append(time.perf_counter() - started)
+    assert store.read(ref).collect().height == commits + 1
+    latencies.sort()
+    print(json.dumps({"median": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99) - 1]}))
+
+
+def _run(env: dict[str, str], days: int, mode: str = "worker") -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.s3", "worker", str(days)],
+        [sys.executable, "-m", "bench.s3", mode, str(days)],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -88,5 +108,31 @@ def slice_on_s3(fmt: str, days: int = 3) -> list[Figure]:
     ]
 
 
+def commit_latency(fmt: str, commits: int = 100) -> Figure:
+    """Median (and p99) latency of one small append commit on S3, against the local folder."""
+    sys.path.insert(0, str(TESTS))
+    import s3server
+
+    server = s3server.start()
+    try:
+        base = {"LAKEHOUSE_TABLE_FORMAT": fmt, "LAKEHOUSE_HOME": tempfile.mkdtemp(prefix="bench-local-")}
+        local = _run(base, commits, "commits")
+        remote_env = {**base, "LAKEHOUSE_HOME": tempfile.mkdtemp(prefix="bench-s3-")}
+        remote_env.update(server.env(f"bench-{uuid.uuid4().hex[:8]}"))
+        remote = _run(remote_env, commits, "commits")
+    finally:
+        server.stop()
+    return Figure(
+        name=f"{fmt}: median commit of a one-row append on S3 ({commits} commits)",
+        seconds=remote["median"],
+        baseline_name="the same commits on the local folder",
+        baseline_seconds=local["median"],
+        goal="report",
+        details={"s3_p99_ms": round(remote["p99"] * 1000, 1), "local_p99_ms": round(local["p99"] * 1000, 1)},
+    )
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     _worker(int(sys.argv[2]))
+if __name__ == "__main__" and sys.argv[1:2] == ["commits"]:
+    _commits_worker(int(sys.argv[2]))

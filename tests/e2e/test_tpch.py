@@ -40,3 +40,15 @@ def test_compare_answer_is_exact_for_decimals_and_tolerant_for_floats():
     assert compare_answer(text, ["flag", "total", "avg", "n"], [("A", Decimal("10.50"), 0.3334, 2)])
     assert compare_answer("avg_yearly\n\n", ["avg_yearly"], [(None,)]) == []  # a single NULL row
     assert compare_answer(text, ["flag", "total", "avg", "n"], []) == ["0 rows != 1"]
+
+
+def test_a_decimal_with_a_fixed_scale_equals_the_answer_rounded_to_that_scale():
+    from lakehouse.tpch import equal_to_its_scale
+
+    text = "mkt_share\n0.028648741305617557\n"
+    assert compare_answer(text, ["mkt_share"], [(Decimal("0.028649"),)]) != []  # exact by default
+    assert compare_answer(text, ["mkt_share"], [(Decimal("0.028649"),)], equal_to_its_scale) == []
+    assert compare_answer(text, ["mkt_share"], [(Decimal("0.028650"),)], equal_to_its_scale) == [
+        "row 1 column mkt_share: Decimal('0.028650') != 0.028648741305617557"
+    ]
+    assert equal_to_its_scale("10.50", Decimal("10.50")) and not equal_to_its_scale("x", Decimal("1"))
