@@ -18,13 +18,14 @@ from lakehouse.naming import LAYERS, TableRef, join_uri
 from lakehouse.sql import quote_ident, quote_literal
 from lakehouse.storage import ensure_bucket, filesystem, object_store_options
 from lakehouse.tables.base import Commit, MaintenanceResult, MergePlan, TableInfo, TableStore, WriteResult
-from lakehouse.tables.predicates import Predicate, to_polars, to_sql
+from lakehouse.tables.predicates import Predicate, split_large_in, to_polars, to_sql
 from lakehouse.tables.schema import conform, plan_write
 
 __all__ = ["CHANGE_FEED", "DeltaStore"]
 
 CHANGE_FEED = "delta.enableChangeDataFeed"
 _LOG_RETENTION = "delta.logRetentionDuration"
+_LARGEST_IN_LIST = 1000  # delta-rs parses a predicate as SQL; ~30k IN values crash it (SIGSEGV)
 
 _STANDARD_COMMIT_KEYS = {
     "timestamp",
@@ -190,8 +191,29 @@ class DeltaStore(TableStore):
         self, ref: TableRef, where: Predicate, *, commit_metadata: Mapping[str, str] | None = None
     ) -> WriteResult:
         table = self._table(ref)
-        metrics = table.delete(to_sql(where), commit_properties=self._commit_properties(commit_metadata))
-        deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+        large = split_large_in(where, _LARGEST_IN_LIST)
+        if large is None:
+            metrics = table.delete(to_sql(where), commit_properties=self._commit_properties(commit_metadata))
+            deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+        else:  # one MERGE against the values: the same single commit, without an IN list to parse
+            members, rest = large
+            target_type = pa.schema(table.schema()).field(members.column).type
+            values = pa.table({"__lh_key": pa.array(members.values).cast(target_type)})
+            on = f"t.{quote_ident(members.column)} = s.{quote_ident('__lh_key')}"
+            if rest is not None:
+                on = f"{on} AND {to_sql(rest, alias='t')}"
+            metrics = (
+                table.merge(
+                    values,
+                    predicate=on,
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=self._commit_properties(commit_metadata),
+                )
+                .when_matched_delete()
+                .execute()
+            )
+            deleted = int(metrics.get("num_target_rows_deleted", 0) or 0)
         return WriteResult(
             table=str(ref),
             uri=self.location(ref),

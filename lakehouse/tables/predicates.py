@@ -31,6 +31,7 @@ __all__ = [
     "all_of",
     "any_of",
     "col",
+    "split_large_in",
     "to_iceberg",
     "to_polars",
     "to_sql",
@@ -140,31 +141,49 @@ def any_of(parts: Sequence[Predicate]) -> Predicate:
 # -- translations -----------------------------------------------------------------------------
 
 
-def to_sql(pred: Predicate) -> str:
-    """SQL text for delta-rs (DataFusion) or DuckDB; every value goes through the quoting helper."""
+def to_sql(pred: Predicate, alias: str | None = None) -> str:
+    """SQL text for delta-rs (DataFusion) or DuckDB; every value goes through the quoting helper.
+    ``alias`` qualifies every column (``t."id"``), for predicates inside a MERGE."""
+
+    def column(name: str) -> str:
+        return f"{alias}.{quote_ident(name)}" if alias else quote_ident(name)
+
     if isinstance(pred, Compare):
         if pred.value is None:
-            return f"{quote_ident(pred.column)} IS {'NOT ' if pred.op == '!=' else ''}NULL"
-        return f"{quote_ident(pred.column)} {pred.op} {quote_literal(pred.value)}"
+            return f"{column(pred.column)} IS {'NOT ' if pred.op == '!=' else ''}NULL"
+        return f"{column(pred.column)} {pred.op} {quote_literal(pred.value)}"
     if isinstance(pred, In):
         if not pred.values:
             return "FALSE"
         non_null = [v for v in pred.values if v is not None]
         parts = []
         if non_null:
-            parts.append(f"{quote_ident(pred.column)} IN {literal_list(non_null)}")
+            parts.append(f"{column(pred.column)} IN {literal_list(non_null)}")
         if len(non_null) != len(pred.values):
-            parts.append(f"{quote_ident(pred.column)} IS NULL")
+            parts.append(f"{column(pred.column)} IS NULL")
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
     if isinstance(pred, IsNull):
-        return f"{quote_ident(pred.column)} IS NULL"
+        return f"{column(pred.column)} IS NULL"
     if isinstance(pred, And):
-        return "(" + " AND ".join(to_sql(p) for p in pred.parts) + ")"
+        return "(" + " AND ".join(to_sql(p, alias) for p in pred.parts) + ")"
     if isinstance(pred, Or):
-        return "(" + " OR ".join(to_sql(p) for p in pred.parts) + ")"
+        return "(" + " OR ".join(to_sql(p, alias) for p in pred.parts) + ")"
     if isinstance(pred, Not):
-        return f"(NOT {to_sql(pred.part)})"
+        return f"(NOT {to_sql(pred.part, alias)})"
     raise TypeError(f"not a predicate: {pred!r}")
+
+
+def split_large_in(pred: Predicate, threshold: int) -> tuple[In, Predicate | None] | None:
+    """``(the In, the rest)`` when ``pred`` is a membership test of more than ``threshold``
+    non-null values, alone or ANDed with other conditions; None otherwise. Engines that parse a
+    predicate as SQL text cannot take an IN list of tens of thousands of values (delta-rs
+    crashes), so such deletes become a join against the values instead."""
+    parts = list(pred.parts) if isinstance(pred, And) else [pred]
+    for i, part in enumerate(parts):
+        if isinstance(part, In) and len(part.values) > threshold and None not in part.values:
+            rest = parts[:i] + parts[i + 1 :]
+            return part, (None if not rest else rest[0] if len(rest) == 1 else And(tuple(rest)))
+    return None
 
 
 def to_polars(pred: Predicate) -> pl.Expr:

@@ -123,6 +123,22 @@ def test_delete_with_a_predicate(store):
     assert content(store).get_column("id").to_list() == [1, 3, 4]
 
 
+def test_a_delete_of_fifty_thousand_listed_keys_is_one_commit(store):
+    """delta-rs crashed the process on an IN list of ~30k values: such deletes join the values."""
+    ids = list(range(100_000))
+    store.overwrite_partitions(REF, frame(D1, ids[:60_000]), partition_by="day", values=[D1])
+    store.overwrite_partitions(REF, frame(D2, ids[60_000:]), partition_by="day", values=[D2])
+    before = store.version(REF)
+    doomed = ids[::2]  # 50,000 keys over both days
+    result = store.delete(REF, col("id").is_in(doomed) & (col("day") == D1))
+    assert result.rows_deleted == 30_000
+    assert store.version(REF) == before + 1
+    left = content(store)
+    assert left.height == 70_000
+    assert left.filter(pl.col("day") == D1).get_column("id").to_list() == ids[1:60_000:2]
+    assert left.filter(pl.col("day") == D2).height == 40_000  # the other day was outside the predicate
+
+
 def test_time_travel_by_version_and_timestamp_and_history(store):
     store.overwrite_partitions(REF, frame(D1, [1]), partition_by="day", values=[D1])
     v1 = store.version(REF)
