@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+import traceback
 from pathlib import Path
 
 from bench import Figure, backfill, features, ingest_csv, maintenance, merge, s3, table_ops, tpch
@@ -42,25 +43,38 @@ def main(names: list[str]) -> None:
     unknown = [n for n in selected if n not in BENCHMARKS]
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
-    figures: list[Figure] = []
-    for name in selected:
-        produced = BENCHMARKS[name]()
-        for figure in produced if isinstance(produced, list) else [produced]:
-            figures.append(figure)
+    failed: list[str] = []
+    for name in selected:  # the report is written after every figure: a later failure loses nothing
+        try:
+            produced = BENCHMARKS[name]()
+        except BaseException as exc:  # one that dies (even by SystemExit) is reported; the rest still run
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            traceback.print_exc()
+            failed.append(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
+            continue
+        figures = produced if isinstance(produced, list) else [produced]
+        for figure in figures:
             print(figure.line(), flush=True)
             if figure.details:
                 print(f"    {figure.details}", flush=True)
+        write_report(figures)
+    if failed:
+        sys.exit("benchmarks that failed:\n  " + "\n  ".join(failed))
+
+
+def write_report(figures: list[Figure]) -> Path:
+    """Add ``figures`` to today's ``bench/results/<date>.json`` and ``.md`` (same name: replaced)."""
     machine = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     rows = [{**f.__dict__, "ratio": f.ratio} for f in figures]
     earlier = out / f"{stamp}.json"
-    if earlier.exists():  # a partial run the same day adds to (or replaces figures in) that day's report
+    if earlier.exists():
         fresh = {r["name"] for r in rows}
         rows = [r for r in json.loads(earlier.read_text())["figures"] if r["name"] not in fresh] + rows
-    payload = {"machine": machine, "figures": rows}
-    earlier.write_text(json.dumps(payload, indent=2, default=str))
+    earlier.write_text(json.dumps({"machine": machine, "figures": rows}, indent=2, default=str))
     lines = [
         f"# Benchmarks {stamp}",
         "",
@@ -78,7 +92,8 @@ def main(names: list[str]) -> None:
         f"- {r['name']}: {json.dumps(r['details'], default=str)}" for r in rows if r["details"]
     ]
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
-    print(f"\nwritten {out / stamp}.md and .json")
+    print(f"    (written to {out / stamp}.md and .json)", flush=True)
+    return out / f"{stamp}.md"
 
 
 if __name__ == "__main__":
