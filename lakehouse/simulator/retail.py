@@ -49,6 +49,8 @@ ORDER_COLUMNS = [
     "ship_city",
     "updated_at",
 ]
+ORDER_ID_BLOCK = 100_000  # order ids of day index i: i * ORDER_ID_BLOCK + 1 ...
+LATE_ORDER_OFFSET = 99_000  # late orders of a day: the top of its block
 LINE_COLUMNS = ["order_id", "line_number", "product_id", "quantity", "unit_price", "discount", "updated_at"]
 CUSTOMER_COLUMNS = [
     "customer_id", "first_name", "last_name", "email", "phone", "birth_date", "street", "city", "postcode",
@@ -319,7 +321,10 @@ def generate(settings: Settings, config: SimulationConfig) -> dict[str, Any]:
     late_orders: dict[str, list[list[Any]]] = {}
     late_lines: dict[str, list[list[Any]]] = {}
     orders_truth = truth["orders"]
-    next_order_late = 9_000_000
+    # order ids are day_index * ORDER_ID_BLOCK + n; a late order takes the top of its own day's
+    # block, so it can never meet a regular order of any day (the 9_000_000 used before did, on
+    # day 91 of a long simulation)
+    next_order_late = 1 * ORDER_ID_BLOCK + LATE_ORDER_OFFSET
 
     for index in range(config.days):
         day = config.day(index)
@@ -391,6 +396,10 @@ def generate(settings: Settings, config: SimulationConfig) -> dict[str, Any]:
         # -- orders and their lines -------------------------------------------------------------
         orng = _rng(config, "orders", index)
         count = max(1, int(config.n(60, 5) * (1.3 if day.weekday() >= 5 else 1.0) * orng.uniform(0.8, 1.2)))
+        if count >= LATE_ORDER_OFFSET:
+            raise ValueError(
+                f"scale {config.scale} gives {count:,} orders on {key}: at most {LATE_ORDER_OFFSET - 1:,} fit a day's id block"
+            )
         with_coupon = index >= 4
         header = ORDER_COLUMNS + (["coupon_code"] if with_coupon else [])
         order_rows: list[list[Any]] = []
@@ -398,7 +407,7 @@ def generate(settings: Settings, config: SimulationConfig) -> dict[str, Any]:
         final: dict[int, dict[str, Any]] = {}
         eligible = [cid for cid in customers if customers[cid]["signup_date"] <= key]
         for i in range(count):
-            order_id = index * 100_000 + i + 1
+            order_id = index * ORDER_ID_BLOCK + i + 1
             ts = midnight + dt.timedelta(seconds=orng.randrange(6 * 3600, 22 * 3600))
             # new customers often order on their signup day, before any snapshot knows them
             cid = new_today[i % len(new_today)] if i < len(new_today) else orng.choice(eligible)

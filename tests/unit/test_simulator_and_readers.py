@@ -126,3 +126,21 @@ def test_silver_conform_keeps_the_latest_version_and_quarantines_bad_rows():
         5: "order_date 2024-01-02 is outside partition 2024-01-01",
         6: "column customer_id: x does not fit int64",
     }
+
+
+def test_order_ids_are_unique_across_a_quarter_including_the_late_file(tmp_path):
+    """The late orders once took ids 9_000_001.. that the regular orders of day 91 also took, so a
+    year backfill saw duplicate keys in silver. Every order id belongs to exactly one day."""
+    settings = get_settings({"LAKEHOUSE_HOME": str(tmp_path)})
+    truth = generate(settings, SimulationConfig(start=dt.date(2024, 1, 1), days=95, seed=7, scale=0.2))
+    day_of: dict[int, set[str]] = {}
+    for path in sorted((tmp_path / "landing" / "retail" / "orders").rglob("*.csv")):
+        ids = read_file(path.read_bytes(), source=path.name).rows.get_column("order_id").cast(pl.Int64)
+        for order_id in ids.unique().to_list():
+            day_of.setdefault(order_id, set()).add(path.parent.name)
+    assert {i: d for i, d in day_of.items() if len(d) > 1} == {}
+    assert len(day_of) == sum(truth["orders"]["distinct_orders_per_day"].values())
+    late = read_file(
+        (tmp_path / "landing/retail/orders/2024-01-02/orders_2024-01-02_late.csv").read_bytes(), source="late"
+    ).rows.get_column("order_id")
+    assert late.to_list() == ["199001", "199002", "199003"]
