@@ -3,14 +3,25 @@ same run (these machines are noisy, so absolute times are reported but never ass
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Figure", "median_time"]
+__all__ = ["Figure", "median_time", "scoped_environ"]
+
+
+@contextlib.contextmanager
+def scoped_environ(**values: str) -> Iterator[None]:
+    """Set environment variables for one in-process benchmark and put the old ones back, so a
+    figure never inherits the lake, format or instance of the one before it."""
+    from lakehouse.settings import scoped_environ as scoped
+
+    with scoped(values, keep=("LAKEHOUSE_HOME", "LAKEHOUSE_TABLE_FORMAT", "DAGSTER_HOME")):
+        yield
 
 
 def median_time(fn: Callable[[], Any], *, repeat: int = 5, setup: Callable[[], Any] | None = None) -> float:

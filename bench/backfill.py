@@ -13,20 +13,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import Figure
+from bench import Figure, scoped_environ
 
 SELECTION = "(group:silver or group:gold) and tag:domain=retail"
 
 
 def backfill_year() -> Figure:
+    fmt = os.environ.get("BENCH_BACKFILL_FORMAT", "delta")
+    home = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with scoped_environ(LAKEHOUSE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), LAKEHOUSE_TABLE_FORMAT=fmt):
+        return _backfill_year(fmt)
+
+
+def _backfill_year(fmt: str) -> Figure:
     days = int(os.environ.get("BENCH_BACKFILL_DAYS", "365"))
     scale = float(os.environ.get("BENCH_BACKFILL_SCALE", "0.2"))
     sample = min(30, days)
-    home = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
-    os.environ["LAKEHOUSE_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    (home / "dagster").mkdir(parents=True)
-    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
     import dataclasses
 
@@ -63,7 +67,7 @@ def backfill_year() -> Figure:
     per_partition_single = single / days
     per_partition_each = outcome_per_day.seconds / sample
     return Figure(
-        name=f"backfill silver+gold, {days} partitions in one run (per partition)",
+        name=f"backfill silver+gold ({fmt}), {days} partitions in one run (per partition)",
         seconds=per_partition_single,
         baseline_name=f"one run per partition ({sample}, per partition)",
         baseline_seconds=per_partition_each,

@@ -17,15 +17,24 @@ def _python(code: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
-def definitions_load(repeat: int = 3) -> Figure:
-    measured = median_time(lambda: _python("import lakehouse.definitions"), repeat=repeat)
-    baseline = median_time(lambda: _python("import dagster"), repeat=repeat)
+def _fresh_interpreter(name: str, code: str, baseline_name: str, baseline_code: str, repeat: int) -> Figure:
+    """Median wall time of ``code`` in a fresh interpreter against ``baseline_code``, same run."""
     return Figure(
-        name="load the code location (python -c 'import lakehouse.definitions')",
-        seconds=measured,
-        baseline_name="python -c 'import dagster'",
-        baseline_seconds=baseline,
+        name=name,
+        seconds=median_time(lambda: _python(code), repeat=repeat),
+        baseline_name=baseline_name,
+        baseline_seconds=median_time(lambda: _python(baseline_code), repeat=repeat),
         goal="report",
+    )
+
+
+def definitions_load(repeat: int = 3) -> Figure:
+    return _fresh_interpreter(
+        "load the code location (python -c 'import lakehouse.definitions')",
+        "import lakehouse.definitions",
+        "python -c 'import dagster'",
+        "import dagster",
+        repeat,
     )
 
 
@@ -62,12 +71,10 @@ def spark_start(repeat: int = 3) -> Figure:
         "from lakehouse.compute import ComputeResource; "
         "s = ComputeResource(spark_master='local[2]').spark(); s.range(1).count(); s.stop()"
     )
-    measured = median_time(lambda: _python(start), repeat=repeat)
-    baseline = median_time(lambda: _python("import pyspark.sql, lakehouse.compute"), repeat=repeat)
-    return Figure(
-        name="start a local[2] Spark session and run one action (fresh interpreter)",
-        seconds=measured,
-        baseline_name="import pyspark and lakehouse.compute",
-        baseline_seconds=baseline,
-        goal="report",
+    return _fresh_interpreter(
+        "start a local[2] Spark session and run one action (fresh interpreter)",
+        start,
+        "import pyspark and lakehouse.compute",
+        "import pyspark.sql, lakehouse.compute",
+        repeat,
     )

@@ -22,12 +22,14 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 def _worker(days: int) -> None:
     from lakehouse.cli import run_daily, simulated_services
+    from lakehouse.instance import prepare_dagster_home
     from lakehouse.partitions import partition_dates
     from lakehouse.settings import get_settings
     from lakehouse.simulator import SimulationConfig, generate
     from lakehouse.tables import Lake
 
     settings = get_settings()
+    prepare_dagster_home(settings)  # the run storage under this lake's own state folder, as the CLI does
     started = time.perf_counter()
     generate(settings, SimulationConfig(start=settings.start_date, days=days, seed=7))
     with simulated_services(settings):

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import Figure
+from bench import Figure, scoped_environ
 
 SF = float(os.environ.get("BENCH_TPCH_SF", "1"))
 
@@ -15,7 +15,8 @@ SF = float(os.environ.get("BENCH_TPCH_SF", "1"))
 def tpch(fmt: str) -> Figure:
     from lakehouse.tpch import run_tpch
 
-    report = run_tpch(SF, fmt, home=Path(tempfile.mkdtemp(prefix=f"bench-tpch-{fmt}-")), repeat=3)  # type: ignore[arg-type]
+    with scoped_environ():  # run_tpch points LAKEHOUSE_HOME and the format at its own lake
+        report = run_tpch(SF, fmt, home=Path(tempfile.mkdtemp(prefix=f"bench-tpch-{fmt}-")), repeat=3)  # type: ignore[arg-type]
     if not report.passed:
         raise SystemExit(f"TPC-H SF {SF} over {fmt}: {report.correct}/22 correct, failed checks {report.checks_failed}")
     return Figure(
@@ -95,7 +96,15 @@ def tpch_spark() -> Figure:
             duck_total += duck_seconds
             slowest.append((round(spark_seconds / duck_seconds, 1) if duck_seconds else 0.0, f"Q{number}"))
     finally:
+        gateway = spark.sparkContext._gateway
         spark.stop()
+        gateway.shutdown()  # and the JVM with it: it would hold its heap through every later figure
+        if getattr(gateway, "proc", None) is not None:
+            gateway.proc.kill()
+            gateway.proc.wait()
+        from pyspark import SparkContext
+
+        SparkContext._gateway = SparkContext._jvm = None
         native.close()
         over_files.close()
         shutil.rmtree(folder, ignore_errors=True)

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from lakehouse.exceptions import LakehouseError
-from lakehouse.settings import QUERY_ROLES, TABLE_FORMATS, Settings, get_settings
+from lakehouse.settings import QUERY_ROLES, TABLE_FORMATS, Settings, get_settings, scoped_environ
 
 __all__ = ["cli", "main"]
 
@@ -200,17 +200,8 @@ def simulated_services(settings: Settings) -> Iterator[None]:
     from lakehouse.simulator.retail import load_products
 
     api = ProductApi(versions=load_products(settings), api_key=secrets.token_urlsafe(16))
-    saved = {k: os.environ.get(k) for k in ("RETAIL_API_URL", "RETAIL_API_KEY")}
-    with serve_products(api) as url:
-        os.environ["RETAIL_API_URL"], os.environ["RETAIL_API_KEY"] = url, api.api_key
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with serve_products(api) as url, scoped_environ({"RETAIL_API_URL": url, "RETAIL_API_KEY": api.api_key}):
+        yield
 
 
 def _refuse_format_switch(settings: Settings) -> None:

@@ -11,9 +11,10 @@ resources receive them through ``dg.EnvVar`` (see ``resources/``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, cast, get_args
@@ -31,6 +32,7 @@ __all__ = [
     "TableFormat",
     "get_settings",
     "project_root",
+    "scoped_environ",
 ]
 
 TableFormat = Literal["delta", "iceberg"]
@@ -309,3 +311,19 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     _validate(settings)
     return settings
+
+
+@contextlib.contextmanager
+def scoped_environ(values: Mapping[str, str], *, keep: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the block, then put back what was there before
+    (unset stays unset); the variables named in ``keep`` are also restored if the block changes them."""
+    saved = {k: os.environ.get(k) for k in (*values, *keep)}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
