@@ -197,18 +197,20 @@ def _read_fast(
         result = _read_stdlib(utf8.decode("utf-8", errors="replace"), source, delimiter, header, names, options)
         result.info.update(info, parser=f"python-csv (pyarrow refused: {str(exc)[:80]})")
         return result
-    blank_inside = b"\n\n" in utf8 or b"\n\r\n" in utf8
-    if not bad and not blank_inside:
-        # Without bare CRs every record is exactly one line, unless a quoted field spans lines;
-        # then there are fewer records than lines and only the exact parser may number them.
-        lines_total = utf8.count(b"\n") + (0 if utf8.endswith(b"\n") else 1)
-        if table.num_rows != lines_total - leading_blank - (1 if header else 0):
-            result = _read_stdlib(utf8.decode("utf-8", errors="replace"), source, delimiter, header, names, options)
-            result.info.update(info, parser="python-csv (quoted newlines)")
-            return result
+    # Without bare CRs every record is exactly one line, unless a quoted field spans lines or a
+    # blank line is skipped; both leave fewer records than lines. So as many records as lines
+    # means neither happened, and the line numbers follow (the common case: no full-file search
+    # for blank lines, which costs more than the parse).
+    lines_total = utf8.count(b"\n") + (0 if utf8.endswith(b"\n") else 1)
+    if not bad and table.num_rows == lines_total - leading_blank - (1 if header else 0):
         first = leading_blank + (2 if header else 1)  # 1-based line of the first record
         numbers = np.arange(first, first + table.num_rows, dtype=np.int64)
         return _frame(table, source, numbers, quarantine_frame([]), info)
+    blank_inside = b"\n\n" in utf8 or b"\n\r\n" in utf8
+    if not bad and not blank_inside:  # fewer records than lines and no blank line: quoted newlines
+        result = _read_stdlib(utf8.decode("utf-8", errors="replace"), source, delimiter, header, names, options)
+        result.info.update(info, parser="python-csv (quoted newlines)")
+        return result
     lines = split_lines(utf8)
     text = pl.from_arrow(lines.text)
     assert isinstance(text, pl.Series)
