@@ -49,3 +49,27 @@ def test_log_reader_never_raises_and_reconciles(data):
     result = read_access_log(data, source="fuzz.log")
     assert result.rows.height + result.quarantine.height == count_records(data, fmt="log")
     assert result.quarantine.get_column("_reason").null_count() == 0
+
+
+def _python_says_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@given(data=st.one_of(st.binary(max_size=200), st.text(max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+@settings(max_examples=400, deadline=None)
+def test_the_fast_utf8_check_agrees_with_python(data):
+    from lakehouse.ingest.text import is_utf8
+
+    assert is_utf8(data) == _python_says_utf8(data)
+
+
+def test_the_fast_utf8_check_on_the_classic_traps():
+    from lakehouse.ingest.text import is_utf8
+
+    for trap in (b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xe2\x82", "München".encode("latin-1")):
+        assert not is_utf8(trap), trap
+    assert is_utf8(b"") and is_utf8(b"\x00a") and is_utf8("Kraków, Århus".encode())
