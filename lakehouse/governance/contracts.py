@@ -32,6 +32,7 @@ from lakehouse.naming import TableRef
 from lakehouse.resource import LakeResource
 from lakehouse.settings import project_root
 from lakehouse.tables import Lake, Predicate, col
+from lakehouse.tables.schema import is_text_type
 
 __all__ = [
     "CONTRACT_CHECK",
@@ -122,7 +123,7 @@ class Violation:
 
 def type_name(t: pa.DataType) -> str:
     """The contract's name for an Arrow type (the names column schemas use: int64, string, ...)."""
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if is_text_type(t):
         return "string"
     if pa.types.is_boolean(t):
         return "bool"

@@ -39,6 +39,7 @@ from lakehouse.governance.policy import Policy, Strategy
 from lakehouse.naming import TableRef
 from lakehouse.settings import Settings
 from lakehouse.sql import quote_ident, quote_literal
+from lakehouse.tables.schema import is_text_type
 
 __all__ = [
     "ANY_TABLE",
@@ -132,10 +133,6 @@ def masks_for(policy: Policy, ref: TableRef, schema: pa.Schema, pii: Mapping[str
     return out
 
 
-def _is_text(t: pa.DataType) -> bool:
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
-
-
 def _last4(text: str, engine: str) -> str:
     if engine == "duckdb":
         return (
@@ -168,7 +165,7 @@ def _generalised(mask: ColumnMask, column: str, text: str, engine: str) -> str |
         return f"CAST(date_trunc('year', {column}) AS DATE)"
     if pa.types.is_timestamp(t):
         return f"date_trunc('year', {column})"
-    if not _is_text(t):
+    if not is_text_type(t):
         return None
     if mask.pii_class == "date_of_birth":  # ISO text: keep the year
         return (
@@ -194,12 +191,12 @@ def duckdb_expression(mask: ColumnMask) -> str:
     if mask.strategy == "hash":
         if pa.types.is_integer(t):
             expr = f"{HASH_INT_FUNCTION}({text})"
-        elif _is_text(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_decimal(t):
+        elif is_text_type(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_decimal(t):
             expr = f"{HASH_FUNCTION}({text})"
         else:
             expr = None
     elif mask.strategy == "partial":
-        expr = _last4(text, "duckdb") if _is_text(t) or pa.types.is_integer(t) else None
+        expr = _last4(text, "duckdb") if is_text_type(t) or pa.types.is_integer(t) else None
     elif mask.strategy == "generalise":
         expr = _generalised(mask, column, text, "duckdb")
     else:
@@ -209,7 +206,7 @@ def duckdb_expression(mask: ColumnMask) -> str:
 
 def trino_type(t: pa.DataType) -> str:
     """Trino's name for an Arrow type (as the Delta and Iceberg connectors map it)."""
-    if _is_text(t):
+    if is_text_type(t):
         return "varchar"
     if pa.types.is_boolean(t):
         return "boolean"
@@ -242,14 +239,14 @@ def trino_expression(mask: ColumnMask, key_sql: str) -> str:
     if mask.strategy == "hash":
         if pa.types.is_integer(t) and trino_type(t) == "bigint":
             expr = f"CASE WHEN {column} IS NULL THEN NULL ELSE from_big_endian_64(substr({digest}, 1, 8)) END"
-        elif _is_text(t):
+        elif is_text_type(t):
             expr = f"CASE WHEN {column} IS NULL THEN NULL ELSE lower(to_hex(substr({digest}, 1, 16))) END"
-    elif mask.strategy == "partial" and _is_text(t):
+    elif mask.strategy == "partial" and is_text_type(t):
         expr = _last4(column, "trino")
     elif mask.strategy == "generalise":
         if pa.types.is_date(t) or pa.types.is_timestamp(t):
             expr = f"date_trunc('year', {column})"
-        elif _is_text(t):
+        elif is_text_type(t):
             expr = _generalised(mask, column, column, "trino")
     return expr or f"CAST(NULL AS {trino_type(t)})"
 

@@ -20,10 +20,15 @@ import pyarrow as pa
 
 from lakehouse.exceptions import SchemaMismatchError
 
-__all__ = ["SchemaPlan", "conform", "normalize_schema", "normalize_type", "plan_write", "to_arrow"]
+__all__ = ["SchemaPlan", "conform", "is_text_type", "normalize_schema", "normalize_type", "plan_write", "to_arrow"]
 
 _INT_ORDER = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
 _UINT_TO_INT = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(), pa.uint64(): pa.int64()}
+
+
+def is_text_type(t: pa.DataType) -> bool:
+    """Whether ``t`` is one of Arrow's string flavours (string, large_string, string_view)."""
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
 def normalize_type(t: pa.DataType) -> pa.DataType:
@@ -35,7 +40,7 @@ def normalize_type(t: pa.DataType) -> pa.DataType:
     """
     if pa.types.is_dictionary(t):
         return normalize_type(t.value_type)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if is_text_type(t):
         return pa.string()
     if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         return pa.binary()
