@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev browser run test lint typecheck format unit integration e2e ui bench dbt-docs clean
+.PHONY: help venv venv-dev browser services services-stop run test lint typecheck format unit integration e2e ui bench dbt-docs clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -50,7 +50,14 @@ browser: ## Debian's headless Chromium for the browser test (skipped when instal
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 		|| echo "could not install chromium: the browser test skips (and fails under LAKEHOUSE_REQUIRE_SERVICES=1)"
 
-test: venv-dev lint browser ## lint, type-check and run the whole test suite (TEST_WORKERS processes)
+services: ## install (Debian's packages, where missing) and start PostgreSQL and Redis on 127.0.0.1 for the tests
+	@bash deploy/local/services.sh start || { test "$$LAKEHOUSE_REQUIRE_SERVICES" != 1 && \
+		echo "could not start PostgreSQL/Redis: their tests skip (and fail under LAKEHOUSE_REQUIRE_SERVICES=1)"; }
+
+services-stop: ## stop the PostgreSQL and Redis that `make services` started
+	bash deploy/local/services.sh stop
+
+test: venv-dev lint browser services ## lint, type-check and run the whole test suite (TEST_WORKERS processes)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv-dev ## ruff (lint + format check) and mypy on lakehouse/

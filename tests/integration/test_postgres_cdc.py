@@ -4,12 +4,11 @@ import datetime as dt
 import os
 import shutil
 import subprocess
-import time
 import uuid
 
 import polars as pl
 import pytest
-from conftest import port_open, require
+from conftest import PROJECT_ROOT, port_open, require
 
 from lakehouse.ingest.postgres_cdc import CdcOptions, advance, capture, lsn_to_int, parse_test_decoding, write_capture
 from lakehouse.naming import TableRef
@@ -113,21 +112,18 @@ def test_watermark_mode_captures_each_change_once(pg, table, store):
 
 
 def _enable_logical(pg) -> bool:
-    """Switch the local server to wal_level=logical (a restart) if it is not already."""
+    """Switch the local server to wal_level=logical (a restart through the project's services
+    script, deploy/local/services.sh) if it is not already."""
     with pg.cursor() as cur:
         cur.execute("SHOW wal_level")
         if cur.fetchone()[0] == "logical":
             return True
-        if os.geteuid() != 0 or not shutil.which("pg_ctlcluster") or not os.path.isdir("/etc/postgresql"):
+        if os.geteuid() != 0 or not shutil.which("pg_ctlcluster"):
             return False
         cur.execute("ALTER SYSTEM SET wal_level = logical")
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120)
-    for _ in range(60):
-        if port_open("127.0.0.1", 5432):
-            return True
-        time.sleep(0.5)
-    return False
+    script = PROJECT_ROOT / "deploy" / "local" / "services.sh"
+    subprocess.run(["bash", str(script), "restart-postgres"], check=True, timeout=120)
+    return port_open("127.0.0.1", 5432)
 
 
 def test_logical_decoding_captures_insert_update_delete_exactly_once(pg, table, store, monkeypatch):
