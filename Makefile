@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev browser services services-stop run test lint typecheck format unit integration e2e ui bench dbt-docs clean
+.PHONY: help venv venv-dev browser services services-stop run test lint typecheck format unit integration e2e ui bench dbt-docs faults clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ e2e: venv-dev ## end-to-end tests only
 
 ui: venv ## start the Dagster UI (http://127.0.0.1:3000) and daemon; Ctrl-C stops both
 	$(BIN)/lakehouse ui
+
+faults: venv-dev ## kill -9 fault injection, 50 trials per operation x format x storage (writes bench/results/faults-<date>.md)
+	$(BIN)/python -m bench.faults --trials $${TRIALS:-50}
 
 dbt-docs: venv ## build the dbt documentation of the marts (dbt_project/target/index.html) over the current lake
 	cd dbt_project && ../$(BIN)/dbt docs generate --project-dir . --profiles-dir .
