@@ -178,6 +178,12 @@ def _postgres_source(spec: SourceSpec) -> dg.AssetsDefinition:
         *[Column(name, doc.type or "inferred", doc.description) for name, doc in spec.columns.items()],
         Column("_op", "string", "insert, update or delete (logical); upsert or delete (watermark)."),
         Column("_lsn", "int64", "WAL position of the change (logical mode)."),
+        Column(
+            "_commit_lsn",
+            "int64",
+            "WAL position of the change's commit (logical mode): the capture position, and with _lsn the commit order.",
+        ),
+        Column("_xid", "int64", "PostgreSQL transaction id of the change (logical mode)."),
         Column("_commit_ts", "timestamp[us, UTC]", "Commit time of the change (logical mode)."),
         *LINEAGE_COLUMNS,
     ]
