@@ -4,7 +4,9 @@ POST with a Slack-compatible ``text``/``blocks`` payload) and e-mail over SMTP.
 
 Each channel is tried independently; one that fails is reported in the result and does not stop
 the others. Secrets (the webhook URL, the SMTP password) reach :class:`AlertResource` only as
-``dg.EnvVar``.
+``dg.EnvVar``, and a failed channel's error is redacted before anyone logs it. With a login, e-mail
+needs TLS (SMTPS, or STARTTLS checked against trusted CAs) before the password is sent; a relay
+without a login may stay plain SMTP.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import smtplib
+import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
@@ -22,7 +26,8 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse.settings import Settings
+from lakehouse.exceptions import AlertDeliveryError
+from lakehouse.settings import Settings, redact
 
 __all__ = ["Alert", "AlertResource", "alert_for_run"]
 
@@ -138,6 +143,8 @@ class AlertResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_starttls: bool = True
+    smtp_ssl: bool = False
+    smtp_ca_file: str | None = None
     smtp_user: str | None = None
     smtp_password: str | None = None
     email_from: str = "lakehouse@localhost"
@@ -153,6 +160,8 @@ class AlertResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             smtp_host=a.smtp_host,
             smtp_port=a.smtp_port,
             smtp_starttls=a.smtp_starttls,
+            smtp_ssl=a.smtp_ssl,
+            smtp_ca_file=str(a.smtp_ca_file) if a.smtp_ca_file else None,
             smtp_user=a.smtp_user,
             email_from=a.email_from,
             email_to=list(a.email_to),
@@ -177,8 +186,15 @@ class AlertResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 deliver(alert)
                 outcome[name] = "sent"
             except Exception as exc:  # one broken channel must not silence the others
-                outcome[name] = f"{type(exc).__name__}: {exc}"
+                # the outcome is logged and stored by the sensor: no URL token, no password in it
+                # (urllib, for one, quotes the whole path of a URL it cannot send)
+                outcome[name] = redact(f"{type(exc).__name__}: {exc}", self._secrets())
         return outcome
+
+    def _secrets(self) -> list[str | None]:
+        """The values no outcome may show: the webhook URL and its path (the token), the password."""
+        path = urllib.parse.urlsplit(self.webhook_url).path if self.webhook_url else None
+        return [self.webhook_url, path if path and path != "/" else None, self.smtp_password]
 
     def _log(self, alert: Alert) -> None:
         assert self.log_path
@@ -215,11 +231,47 @@ class AlertResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         message["From"] = self.email_from
         message["To"] = ", ".join(self.email_to)
         message.set_content(alert.text())
-        with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_seconds) as smtp:
+        server = f"{self.smtp_host}:{self.smtp_port}"
+        login = bool(self.smtp_user or self.smtp_password)
+        # verifies the server's certificate and host name, against the CA file when one is set
+        # (else the system's CAs, which SSL_CERT_FILE may replace)
+        context = ssl.create_default_context(cafile=self.smtp_ca_file or None)
+        try:
+            if self.smtp_ssl:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.smtp_host, self.smtp_port, timeout=self.timeout_seconds, context=context
+                )
+            else:
+                smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_seconds)
+        except ssl.SSLError as exc:
+            raise _tls_failed(server, exc) from None
+        with smtp:
             smtp.ehlo()
-            if self.smtp_starttls and smtp.has_extn("starttls"):
-                smtp.starttls()
-                smtp.ehlo()
-            if self.smtp_user:
-                smtp.login(self.smtp_user, self.smtp_password or "")
+            if not self.smtp_ssl and (self.smtp_starttls or login):
+                if smtp.has_extn("starttls"):
+                    try:
+                        smtp.starttls(context=context)
+                    except ssl.SSLError as exc:
+                        raise _tls_failed(server, exc) from None
+                    smtp.ehlo()
+                elif login:
+                    # never hand the password to a plain connection (anyone on the path reads it)
+                    raise AlertDeliveryError(
+                        f"SMTP server {server} does not offer STARTTLS: refusing to log in as "
+                        f"{self.smtp_user or '-'} over a plain connection; use SMTPS "
+                        "(LAKEHOUSE_ALERT_SMTP_SSL=true, usually port 465), a server with STARTTLS, "
+                        "or a relay without a login"
+                    )
+            if login:
+                smtp.login(self.smtp_user or "", self.smtp_password or "")
             smtp.send_message(message)
+
+
+def _tls_failed(server: str, exc: ssl.SSLError) -> AlertDeliveryError:
+    """A TLS handshake with the SMTP server failed (most often: a certificate nobody trusts)."""
+    reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+    what = "certificate verify failed: " if isinstance(exc, ssl.SSLCertVerificationError) else ""
+    return AlertDeliveryError(
+        f"TLS to SMTP server {server} failed ({what}{reason}); nothing was sent. If the server's "
+        "certificate is signed by a private CA, set LAKEHOUSE_ALERT_SMTP_CA_FILE to that CA's PEM file"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AlertDeliveryError",
     "InvalidTableKeyError",
     "LakehouseError",
     "PartitionMismatchError",
@@ -20,6 +21,10 @@ class LakehouseError(Exception):
 
 class SettingsError(LakehouseError, ValueError):
     """An environment variable (``LAKEHOUSE_*``) holds a value the settings cannot accept."""
+
+
+class AlertDeliveryError(LakehouseError, RuntimeError):
+    """An alert channel refused to deliver safely (e.g. an SMTP login without TLS); names the server."""
 
 
 class InvalidTableKeyError(LakehouseError, ValueError):

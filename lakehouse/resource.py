@@ -1,8 +1,10 @@
 """``LakeResource``: the lake's settings as a Dagster resource, for assets and checks that use the
 table layer directly (merges, reconciliation checks) and for the IO manager.
 
-Secrets reach it only through ``dg.EnvVar`` (see ``resources/``); its fields mirror
-:class:`~lakehouse.settings.Settings`.
+Secrets reach it only through ``dg.EnvVar`` (see ``resources/``): the S3 keys and the catalog URI
+(a Postgres URI carries its password). A resource's field values are shown in the UI and kept in
+every job snapshot Dagster stores; an ``EnvVar`` is kept as the variable's name and resolved only
+in the process that runs the step. Its fields mirror :class:`~lakehouse.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -38,21 +40,22 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @classmethod
     def from_settings(cls, settings: Settings, **secrets: object) -> LakeResource:
-        """Build from settings; pass ``s3_access_key_id=dg.EnvVar(...)`` etc. for secrets."""
-        return cls(
-            home=str(settings.home),
-            warehouse=settings.warehouse,
-            landing=settings.landing,
-            table_format=settings.table_format,
-            catalog_uri=settings.catalog_uri,
-            catalog_name=settings.catalog_name,
-            start_date=settings.start_date.isoformat(),
-            s3_endpoint=settings.s3.endpoint,
-            s3_region=settings.s3.region,
-            s3_allow_http=settings.s3.allow_http,
-            s3_path_style=settings.s3.path_style,
-            **secrets,  # type: ignore[arg-type]
-        )
+        """Build from settings; pass ``s3_access_key_id=dg.EnvVar(...)``, ``catalog_uri=dg.EnvVar(...)``
+        etc. for secrets (they replace the plain values of the same fields)."""
+        values: dict[str, object] = {
+            "home": str(settings.home),
+            "warehouse": settings.warehouse,
+            "landing": settings.landing,
+            "table_format": settings.table_format,
+            "catalog_uri": settings.catalog_uri,
+            "catalog_name": settings.catalog_name,
+            "start_date": settings.start_date.isoformat(),
+            "s3_endpoint": settings.s3.endpoint,
+            "s3_region": settings.s3.region,
+            "s3_allow_http": settings.s3.allow_http,
+            "s3_path_style": settings.s3.path_style,
+        }
+        return cls(**{**values, **secrets})  # type: ignore[arg-type]
 
     def settings(self) -> Settings:
         base = get_settings({"LAKEHOUSE_HOME": self.home})

@@ -1,7 +1,8 @@
 """Resources per environment, built from ``lakehouse.settings``.
 
-Secrets (S3 keys) are passed only as ``dg.EnvVar``: Dagster resolves them in the process that
-runs the step, and they never appear in the definitions, the UI or the event log.
+Secrets (the S3 keys, the catalog URI with its password, the webhook URL, the SMTP and Trino
+passwords) are passed only as ``dg.EnvVar``: Dagster resolves them in the process that runs the
+step, and they never appear in the definitions, the UI, the job snapshots or the event log.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from dagster_dbt import DbtCliResource
 from lakehouse.alerts import AlertResource
 from lakehouse.compute import ComputeResource
 from lakehouse.dbt.project import DBT_PROJECT_DIR
+from lakehouse.exceptions import SettingsError
 from lakehouse.governance.contracts import ContractIOManager
 from lakehouse.resource import LakeResource
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings, get_settings, redact
 
 __all__ = ["build_resources", "secret"]
 
@@ -38,7 +40,17 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     secrets = {
         "s3_access_key_id": secret("LAKEHOUSE_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
         "s3_secret_access_key": secret("LAKEHOUSE_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        # a Postgres catalog URI holds its password: the variable's name, not its value, goes to
+        # Dagster (settings built in code with another URI keep theirs, which the environment lacks)
+        "catalog_uri": (
+            secret("LAKEHOUSE_CATALOG_URI") if os.environ.get("LAKEHOUSE_CATALOG_URI") == settings.catalog_uri else None
+        ),
     }
+    if secrets["catalog_uri"] is None and redact(settings.catalog_uri) != settings.catalog_uri:
+        raise SettingsError(
+            f"the catalog URI {redact(settings.catalog_uri)!r} holds a password but is not LAKEHOUSE_CATALOG_URI: "
+            "a secret reaches Dagster only from the environment"
+        )
     lake = LakeResource.from_settings(settings, **{k: v for k, v in secrets.items() if v is not None})
     resources: dict[str, Any] = {
         "lake": lake,

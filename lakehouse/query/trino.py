@@ -15,7 +15,7 @@ import sqlglot
 
 from lakehouse.exceptions import QueryError
 from lakehouse.naming import TableRef, table_location
-from lakehouse.settings import Settings, TableFormat
+from lakehouse.settings import Settings, TableFormat, redact
 from lakehouse.sql import quote_literal, quote_qualified
 
 __all__ = ["CATALOGS", "TrinoResource", "register_statements", "to_trino", "trino_query"]
@@ -83,14 +83,18 @@ class TrinoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
-        conn = self.connect()
+        try:
+            conn = self.connect()
+        except Exception as exc:
+            raise QueryError(redact(f"Trino at {self.host}:{self.port}: {exc}", [self.password])) from None
         try:
             cur = conn.cursor()
             cur.execute(sql, list(params or []))
             rows = cur.fetchall()
             names = [d[0] for d in cur.description or []]
         except Exception as exc:
-            raise QueryError(f"Trino: {exc}\n  in: {sql.strip()[:500]}") from exc
+            # the client's errors may quote its request (URL, headers): never the password
+            raise QueryError(redact(f"Trino: {exc}\n  in: {sql.strip()[:500]}", [self.password])) from None
         finally:
             conn.close()
         return pl.DataFrame(rows, schema=names, orient="row")

@@ -227,3 +227,27 @@ def test_the_compose_cli_accepts_the_file(tmp_path):
         if not v2:
             copy.unlink()
     assert result.returncode == 0, result.stderr
+
+
+def test_the_deployed_instance_frees_slots_and_monitors_runs_like_the_embedded_one(tmp_path):
+    """The scaled-out instance runs the same asset graph with the same one-writer-per-table pools, so
+    it needs every setting the embedded one has for the same reason: above all
+    ``free_slots_after_run_end_seconds``, without which a killed run worker keeps its pool slots and
+    every later writer of its tables waits forever. Only the number of concurrent runs may differ."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    embedded = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    deployed = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    assert deployed["run_monitoring"] == embedded["run_monitoring"]
+    assert deployed["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+    assert deployed["run_retries"] == embedded["run_retries"]
+    assert deployed["concurrency"]["pools"] == embedded["concurrency"]["pools"] == {"default_limit": 1}
+    assert set(deployed["concurrency"]) == set(embedded["concurrency"])
+    assert set(deployed["concurrency"]["runs"]) == set(embedded["concurrency"]["runs"])
+    # both files are valid instance configuration for the installed Dagster (a misplaced key fails here)
+    for name, source in (("embedded", PROJECT_ROOT / "dagster.yaml"), ("deployed", DEPLOY / "dagster.yaml")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "dagster.yaml").write_text(source.read_text())
+        config, _ = dagster_instance_config(str(folder))
+        assert config["run_monitoring"] == embedded["run_monitoring"], name
