@@ -29,7 +29,6 @@ import json
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from lakehouse.features.exceptions import (
     UnknownFeatureError,
 )
 from lakehouse.features.spec import EVENT_TIMESTAMP, FeatureView, full_name
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, redact
 
 if TYPE_CHECKING:
     import polars as pl
@@ -304,19 +303,11 @@ class _Sqlite(_Backend):
             self._conn = None
 
 
-def _redacted(url: str) -> str:
-    """``redis://host:port/db`` without user or password (safe for messages and metadata)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
 class _Redis(_Backend):
     def __init__(self, url: str, namespace: str) -> None:
         import redis
 
-        self.location = f"{_redacted(url)} (keys {namespace}*)"
+        self.location = f"{redact(url)} (keys {namespace}*)"
         self.ns = namespace
         # redis-py's annotations mix the sync and asyncio clients; this one is synchronous
         self._client: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
