@@ -420,6 +420,8 @@ def ingest(path: str, fmt: str, table: str | None, as_json: bool) -> None:
     schema = store.schema(ref) if store is not None and ref is not None and store.exists(ref) else None
     now = dt_.datetime.now(dt_.UTC)
     batch = prepare_bronze([result], table_schema=schema, ingested_at=now)
+    from lakehouse.governance.masking import redact_reasons
+
     summary: dict[str, Any] = {
         "file": path,
         "bytes": len(data),
@@ -432,7 +434,10 @@ def ingest(path: str, fmt: str, table: str | None, as_json: bool) -> None:
         "rows_read": batch.rows_read,
         "rows_written": batch.rows_written,
         "rows_quarantined": batch.rows_quarantined,
-        "first_reasons": batch.quarantine.head(5).select("_source_line", "_reason").to_dicts(),
+        # reasons quote the values (personal data, maybe): shown redacted, in full in the quarantine table
+        "first_reasons": redact_reasons(
+            batch.quarantine.head(5).select("_source_line", "_reason").to_dicts(), settings
+        ),
         "schema": batch.types,
     }
     if ref is not None and store is not None:

@@ -91,6 +91,17 @@ def lake_check(
     return _check
 
 
+def _redacted_keys(dupes: pl.DataFrame, keys: Sequence[str], lake: Lake) -> list[dict[str, Any]]:
+    """Duplicated keys as the event log may hold them: a keyed hash of each key value (keys are
+    often personal: a customer id, an e-mail), never the value, and how many rows share it."""
+    from lakehouse.governance.masking import redact_value, redaction_key
+
+    secret = redaction_key(lake.settings)
+    return [
+        {**{k: redact_value(row[k], secret) for k in keys}, "rows": row["len"]} for row in dupes.iter_rows(named=True)
+    ]
+
+
 def unique_key_check(
     *,
     asset: Sequence[str],
@@ -108,7 +119,7 @@ def unique_key_check(
         frame = lake.existing_store(ref).read(ref, columns=keys, where=scope).collect()
         nulls = frame.filter(pl.any_horizontal([pl.col(k).is_null() for k in keys])).height
         dupes = frame.drop_nulls().group_by(keys).len().filter(pl.col("len") > 1)
-        sample = dupes.head(5).drop("len").to_dicts()
+        sample = _redacted_keys(dupes.head(5), keys, lake)
         passed = nulls == 0 and dupes.height == 0
         return CheckOutcome(
             passed=passed,

@@ -27,6 +27,7 @@ import yaml
 
 from lakehouse.exceptions import LakehouseError
 from lakehouse.governance.classifier import PII_CLASSES, PiiClass
+from lakehouse.governance.masking import redact_value, redaction_key
 from lakehouse.io_manager import LakehouseIOManager
 from lakehouse.naming import TableRef
 from lakehouse.resource import LakeResource
@@ -285,12 +286,15 @@ def check_schema(contract: Contract, schema: pa.Schema) -> list[Violation]:
     return out
 
 
-def _rule_failures(rule: QualityRule, frame: pl.DataFrame) -> tuple[int, list[Any]]:
+def _rule_failures(rule: QualityRule, frame: pl.DataFrame, secret: bytes | None) -> tuple[int, str]:
+    """Rows failing ``rule`` and a sample of them for the message: row numbers (in the checked
+    frame) and keyed hashes of the values, never the values themselves. The message goes to the
+    event log, ``contract_results`` and the audit log, which right-to-erasure does not rewrite."""
     if rule.kind == "min_rows":
-        return (0 if frame.height >= int(rule.value) else 1), [frame.height]
+        return (0 if frame.height >= int(rule.value) else 1), f"{frame.height} row(s)"
     assert rule.column is not None
     if rule.column not in frame.columns:
-        return 0, []
+        return 0, ""
     values = frame.get_column(rule.column)
     if rule.kind == "not_null":
         bad = values.is_null()
@@ -302,12 +306,17 @@ def _rule_failures(rule: QualityRule, frame: pl.DataFrame) -> tuple[int, list[An
         bad = (values < rule.value) & values.is_not_null()
     else:
         bad = (values > rule.value) & values.is_not_null()
-    failing = values.filter(bad)
-    return failing.len(), failing.head(3).to_list()
+    rows = pl.Series(bad).fill_null(False).arg_true()
+    sample = [f"row {i} ({redact_value(values[i], secret)})" for i in rows.head(3).to_list()]
+    return rows.len(), ", ".join(sample)
 
 
-def check_frame(contract: Contract, frame: pl.DataFrame, *, table: str | None = None) -> list[Violation]:
-    """Non-null columns, the primary key and the quality rules over ``frame``."""
+def check_frame(
+    contract: Contract, frame: pl.DataFrame, *, table: str | None = None, secret: bytes | None = None
+) -> list[Violation]:
+    """Non-null columns, the primary key and the quality rules over ``frame``. Messages never
+    quote a value: failing values are shown as keyed hashes with ``secret`` (the masking key), or
+    not at all without it."""
     out = check_schema(contract, frame.to_arrow().schema)
     where = table or str(contract.ref)
     for c in contract.columns:
@@ -333,7 +342,7 @@ def check_frame(contract: Contract, frame: pl.DataFrame, *, table: str | None = 
                 )
             )
     for rule in contract.quality:
-        failing, sample = _rule_failures(rule, frame)
+        failing, sample = _rule_failures(rule, frame, secret)
         if failing:
             out.append(
                 Violation(contract.name, where, "quality", f"{rule.describe()}: {failing} row(s) fail, e.g. {sample}")
@@ -358,7 +367,8 @@ def evaluate(
         | {r.column for r in contract.quality if r.column}
     )
     frame = store.read(contract.ref, columns=[c for c in needed if c in present], where=where).collect()
-    out += [v for v in check_frame(contract, frame) if v.kind not in ("missing_column", "type_changed")]
+    checked = check_frame(contract, frame, secret=redaction_key(lake.settings))
+    out += [v for v in checked if v.kind not in ("missing_column", "type_changed")]
     if contract.freshness_hours is not None:
         history = store.history(contract.ref, limit=1)
         now = now or dt.datetime.now(dt.UTC)

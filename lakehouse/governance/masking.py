@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ __all__ = [
     "masking_key",
     "masks_for",
     "redact_literals",
+    "redact_reason",
+    "redact_reasons",
+    "redact_value",
+    "redaction_key",
     "tables_read",
     "trino_expression",
     "trino_rules",
@@ -113,6 +118,75 @@ def keyed_hash_int(value: object, key: bytes) -> int | None:
         return None
     digest = hmac.new(key, str(value).encode("utf-8"), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def redaction_key(settings: Settings) -> bytes | None:
+    """The masking key for redacting values in metadata, logs and governance tables, or None
+    where there is none (a lake on S3 without ``LAKEHOUSE_MASKING_KEY``: values are then dropped,
+    not hashed). A Dagster resource's settings do not carry the key; this process's do."""
+    if settings.masking_key is None:
+        from lakehouse.settings import get_settings
+
+        env_key = get_settings().masking_key
+        if env_key:
+            settings = settings.with_overrides(masking_key=env_key)
+    try:
+        return masking_key(settings)
+    except MaskingKeyError:
+        return None
+
+
+def redact_value(value: object, key: bytes | None) -> str:
+    """A value as it may appear outside the lake's tables (event log, audit log, governance
+    tables, logs): ``hmac:<keyed hash>`` (the same hash analysts see for masked text columns, so a
+    steward can find the row: ``keyed_hash(value, key)``), ``null``, or ``<redacted>`` without a key.
+
+    Erasure cannot reach those places, so a personal value must never be copied there in clear."""
+    if value is None:
+        return "null"
+    if key is None:
+        return "<redacted>"
+    return f"hmac:{keyed_hash(value, key)}"
+
+
+#: reasons of the readers and of bronze typing that carry no value (kept as they are)
+_VALUE_FREE_REASONS = re.compile(
+    r"^(expected \d+ fields, found \d+"
+    r"|invalid JSON: [A-Za-z ',:]+ at column \d+"
+    r"|expected a JSON object, found \w+"
+    r"|not a common/combined access log line \(truncated or malformed\)"
+    r"|[A-Za-z_][A-Za-z0-9_]* is missing)$"
+)
+#: ``column <name>: <value> does not fit <type>`` (bronze typing), one per misfit column
+_MISFIT = re.compile(
+    r"column (?P<column>[A-Za-z0-9_]+): (?P<value>.*?) does not fit (?P<type>[^;]+?)(?=; column |$)", re.S
+)
+
+
+def redact_reason(reason: str | None, key: bytes | None) -> str | None:
+    """A quarantine reason without the values it quotes: the column, the reason class and a keyed
+    hash of the value (``column birth_date: hmac:3f9a... does not fit date``). The full reason
+    stays in the quarantine table, which erasure reaches; this is for the copies outside it
+    (materialization metadata, command output). A reason of an unknown shape is withheld whole."""
+    if reason is None:
+        return None
+    parts = [p for p in reason.split("; ") if p]
+    if parts and all(_VALUE_FREE_REASONS.match(p) for p in parts):
+        return reason
+    misfits = list(_MISFIT.finditer(reason))
+    if misfits and "".join(m.group(0) for m in misfits).replace(" ", "") == reason.replace("; ", "").replace(" ", ""):
+        return "; ".join(
+            f"column {m.group('column')}: {redact_value(m.group('value'), key)} does not fit {m.group('type')}"
+            for m in misfits
+        )
+    return f"reason withheld (may quote values; see the quarantine table), {redact_value(reason, key)}"
+
+
+def redact_reasons(rows: Sequence[Mapping[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    """Quarantine rows (``_source_file``, ``_source_line``, ``_reason``) with their ``_reason``
+    redacted by :func:`redact_reason`: what metadata and command output may show of them."""
+    key = redaction_key(settings)
+    return [{**r, "_reason": redact_reason(r.get("_reason"), key)} for r in rows]
 
 
 @dataclass(frozen=True)

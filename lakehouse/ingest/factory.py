@@ -344,8 +344,12 @@ def build_source(spec: SourceSpec) -> tuple[dg.AssetsDefinition, list[dg.AssetCh
             **extra,
         }
         if quarantine.height:
+            from lakehouse.governance.masking import redact_reasons  # reasons quote values: never in the event log
+
             counts["first_reasons"] = dg.MetadataValue.json(
-                quarantine.head(5).select("_source_file", "_source_line", "_reason").to_dicts()
+                redact_reasons(
+                    quarantine.head(5).select("_source_file", "_source_line", "_reason").to_dicts(), settings
+                )
             )
         if new_columns:
             counts["new_columns"] = ", ".join(new_columns)

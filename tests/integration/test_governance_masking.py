@@ -145,3 +145,46 @@ def test_trino_rules_mask_personal_data_for_analysts_only(shop, lake):
     for expression in masks.values():
         sqlglot.parse_one(expression, read="trino")  # every mask is valid Trino SQL
     assert "${LAKEHOUSE_MASKING_KEY}" in masks["email"]  # the key is rendered only for deployment
+
+
+def test_analysts_cannot_map_surrogate_keys_back_by_enumerating_ids(shop, store):
+    """customer_sk is a deterministic hash of the natural key: whoever can compute that hash for
+    the ids 1..N maps every clear key back to its customer. Analysts see it masked (keyed with the
+    masking key), and joins on it still work."""
+    from lakehouse.modeling.keys import FIRST_VERSION, surrogate_key
+    from lakehouse.naming import TableRef
+    from lakehouse.query.duckdb import Query
+
+    sks = [surrogate_key(i, FIRST_VERSION) for i in (1, 2, 3)]
+    store.append(
+        TableRef("gold", "shop", "dim_customer_v"), pl.DataFrame({"customer_sk": sks, "customer_id": [1, 2, 3]})
+    )
+    store.append(
+        TableRef("gold", "shop", "fct_sales"), pl.DataFrame({"customer_sk": [sks[0], sks[0], sks[2]], "net": [1, 2, 3]})
+    )
+    guesses = {surrogate_key(i, FIRST_VERSION): i for i in range(1, 5001)}
+    with Query(shop, role="steward") as q:  # the attack works on clear keys ...
+        clear = q.sql("select customer_sk from gold_shop.fct_sales").get_column("customer_sk").to_list()
+    assert sorted(guesses[sk] for sk in clear) == [1, 1, 3]
+    with Query(shop, role="analyst") as q:  # ... and finds nothing in what analysts see
+        seen = q.sql("select customer_sk from gold_shop.fct_sales").get_column("customer_sk").to_list()
+        dims = q.sql("select customer_sk from gold_shop.dim_customer_v").get_column("customer_sk").to_list()
+        joined = q.sql(
+            "select count(*) as n from gold_shop.fct_sales f join gold_shop.dim_customer_v d using (customer_sk)"
+        ).item()
+    assert len(seen) == 3 and all(isinstance(sk, int) for sk in seen)
+    assert [sk for sk in seen + dims if sk in guesses] == []
+    assert joined == 3
+
+
+def test_governance_tables_are_denied_to_analysts(shop):
+    """Governance tables are not reached by erasure; analysts read none of their content."""
+    from lakehouse.governance.audit import record
+    from lakehouse.query.duckdb import Query
+
+    record(shop, action="restore", target="silver.shop.customers", details={"note": "ann@example.com"})
+    with Query(shop, role="analyst") as q:
+        rows = q.sql("select * from governance_audit.audit_log").to_dicts()
+    assert len(rows) == 1 and set(rows[0].values()) == {None}
+    with Query(shop, role="steward") as q:
+        assert q.sql("select target from governance_audit.audit_log").item() == "silver.shop.customers"
