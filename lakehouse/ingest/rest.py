@@ -9,7 +9,6 @@ import datetime as dt
 import email.utils
 import json
 import os
-import random
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ import requests
 from lakehouse.exceptions import LakehouseError
 from lakehouse.ingest.json_reader import flatten
 from lakehouse.ingest.result import ReadResult, quarantine_frame
+from lakehouse.retries import backoff_seconds, retry_call
 
 __all__ = ["FetchStats", "RestError", "RestOptions", "fetch", "read_rest"]
 
@@ -100,6 +100,15 @@ def _safe_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+class _RetryableAnswer(Exception):
+    """One request that may succeed if asked again (no connection, 429, 5xx). ``final`` is the
+    message of the :class:`RestError` raised when no attempt is left; ``hint`` the server's wait."""
+
+    def __init__(self, final: str, *, status: int | None = None, hint: float | None = None) -> None:
+        super().__init__(final)
+        self.final, self.status, self.hint = final, status, hint
+
+
 def _get(
     session: requests.Session,
     url: str,
@@ -109,42 +118,62 @@ def _get(
     stats: FetchStats,
     sleep: Callable[[float], None],
 ) -> Any:
-    for attempt in range(options.max_retries + 1):
+    attempts = 0
+
+    def once() -> Any:
+        nonlocal attempts
+        attempts += 1
         stats.requests += 1
         try:
             response = session.get(url, params=dict(params), headers=dict(headers), timeout=options.timeout_seconds)
         except requests.RequestException as exc:
-            if attempt == options.max_retries:
+            raise _RetryableAnswer(
+                f"GET {_safe_url(url)} failed after {attempts} attempt(s): {type(exc).__name__}"
+            ) from None
+        remaining = response.headers.get("X-RateLimit-Remaining")
+        if remaining is not None:
+            stats.rate_limit_remaining = remaining
+        if response.status_code < 400:
+            try:
+                return response.json()
+            except ValueError:
                 raise RestError(
-                    f"GET {_safe_url(url)} failed after {attempt + 1} attempt(s): {type(exc).__name__}"
+                    f"GET {_safe_url(url)} answered {response.status_code} with a body that is not JSON"
                 ) from None
-            wait = min(options.max_backoff_seconds, options.backoff_seconds * 2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311
-        else:
-            remaining = response.headers.get("X-RateLimit-Remaining")
-            if remaining is not None:
-                stats.rate_limit_remaining = remaining
-            if response.status_code < 400:
-                try:
-                    return response.json()
-                except ValueError:
-                    raise RestError(
-                        f"GET {_safe_url(url)} answered {response.status_code} with a body that is not JSON"
-                    ) from None
-            if response.status_code not in _RETRYABLE or attempt == options.max_retries:
-                raise RestError(
-                    f"GET {_safe_url(url)} answered {response.status_code} after {attempt + 1} attempt(s): {response.text[:200]}"
-                )
-            if response.status_code == 429:
-                stats.throttled += 1
-            else:
-                stats.server_errors += 1
-            hinted = _retry_after(response.headers.get("Retry-After"))
-            backoff = min(options.max_backoff_seconds, options.backoff_seconds * 2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311
-            wait = max(hinted, backoff) if hinted is not None else backoff
+        message = (
+            f"GET {_safe_url(url)} answered {response.status_code} after {attempts} attempt(s): {response.text[:200]}"
+        )
+        if response.status_code not in _RETRYABLE:
+            raise RestError(message)
+        raise _RetryableAnswer(
+            message, status=response.status_code, hint=_retry_after(response.headers.get("Retry-After"))
+        )
+
+    def wait(attempt: int, error: Exception) -> float:
+        backoff = backoff_seconds(attempt, base=options.backoff_seconds, cap=options.max_backoff_seconds, jitter=0.5)
+        hint = error.hint if isinstance(error, _RetryableAnswer) else None
+        return max(hint, backoff) if hint is not None else backoff  # a Retry-After is a floor, never shortened
+
+    def count(attempt: int, error: Exception, seconds: float) -> None:
+        status = error.status if isinstance(error, _RetryableAnswer) else None
+        if status == 429:
+            stats.throttled += 1
+        elif status is not None:
+            stats.server_errors += 1
         stats.retries += 1
-        stats.waited_seconds += wait
-        sleep(wait)
-    raise AssertionError("unreachable")
+        stats.waited_seconds += seconds
+
+    try:
+        return retry_call(
+            once,
+            attempts=options.max_retries + 1,
+            retry_on=lambda error: isinstance(error, _RetryableAnswer),
+            wait=wait,
+            sleep=sleep,
+            on_retry=count,
+        )
+    except _RetryableAnswer as exhausted:
+        raise RestError(exhausted.final) from None
 
 
 def fetch(

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -18,13 +18,30 @@ import pyarrow.compute as pc
 
 from lakehouse.exceptions import PartitionMismatchError, TableNotFoundError
 from lakehouse.naming import TableRef, table_location
+from lakehouse.retries import backoff_seconds, retry_call
 from lakehouse.settings import Settings, TableFormat
 from lakehouse.tables.predicates import Predicate, all_of, any_of, col, to_polars
 from lakehouse.tables.schema import conform, plan_write, to_arrow
 
-__all__ = ["Commit", "Frame", "MaintenanceResult", "MergePlan", "TableInfo", "TableStore", "WriteResult"]
+__all__ = [
+    "Commit",
+    "Frame",
+    "MaintenanceResult",
+    "MergePlan",
+    "StalePlanError",
+    "TableInfo",
+    "TableStore",
+    "WriteResult",
+]
 
 Frame: TypeAlias = pl.DataFrame | pl.LazyFrame | pa.Table
+T = TypeVar("T")
+
+
+class StalePlanError(Exception):
+    """The table moved past the version a write was planned on before the write could commit: the
+    write must be planned again from the new version (the store does so; see
+    ``TableStore._retry_lost_races``). Not a ``LakehouseError``: it is a lost race, not a diagnosis."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,8 @@ class MergePlan:
     inserted: int
     updated: int
     new_columns: tuple[pa.Field, ...] = ()
+    base_version: int | None = None  # the version the plan read: the commit must be based on it
+    newer_by: str | None = None  # set when the commit must also check it (replace only with a newer row)
 
     @property
     def empty(self) -> bool:
@@ -120,9 +139,35 @@ class TableStore(abc.ABC):
     """
 
     format: ClassVar[TableFormat]
+    # optimistic commits on object storage take ~0.4 s and N writers on one table lose most races:
+    # a writer must outlast its rivals rather than fail a step that would succeed a second later
+    max_commit_attempts: ClassVar[int] = 40
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    # -- commit races ---------------------------------------------------------------------------
+
+    @classmethod
+    def _is_lost_race(cls, error: Exception) -> bool:
+        """True when ``error`` says another writer committed first and this write committed nothing
+        (the format's own error; plus :class:`StalePlanError`). Only such errors are retried here: a
+        connection lost during a commit leaves unknown whether it landed, and is Dagster's to retry."""
+        return isinstance(error, StalePlanError)
+
+    def _retry_lost_races(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` until it commits, again from the start after each lost race.
+
+        ``attempt`` must be a whole write: read the current table, plan, commit based on the version
+        it read. Re-applying a plan made before the race would overwrite what the winner wrote (a
+        newer row, a partition it replaced); a lost commit changed nothing, so starting over is safe.
+        """
+        return retry_call(
+            attempt,
+            attempts=self.max_commit_attempts,
+            retry_on=self._is_lost_race,
+            wait=lambda n, _error: backoff_seconds(n, base=0.05, cap=3.0, jitter=0.5),
+        )
 
     # -- naming ---------------------------------------------------------------------------------
 
@@ -156,9 +201,25 @@ class TableStore(abc.ABC):
         """Write ``data``: ``mode`` is ``append``, ``overwrite`` (all) or ``replace_where`` (predicate)."""
 
     @abc.abstractmethod
+    def _create_for_merge(
+        self,
+        ref: TableRef,
+        data: pa.Table,
+        partition_by: Sequence[str],
+        properties: Mapping[str, str] | None,
+        commit_metadata: Mapping[str, str] | None,
+    ) -> WriteResult | None:
+        """The first merge into a missing table: create the table holding ``data`` (its result), or
+        create it empty (None: the merge goes on against it). When another writer creates it first,
+        raise a lost race, never append beside the rows the winner wrote (duplicate keys)."""
+
+    @abc.abstractmethod
     def _apply_merge(
         self, ref: TableRef, plan: MergePlan, keys: Sequence[str], commit_metadata: Mapping[str, str] | None
-    ) -> WriteResult: ...
+    ) -> WriteResult:
+        """Commit ``plan`` once, based on ``plan.base_version``: when the table has moved past it,
+        raise (the format's lost-race error or :class:`StalePlanError`) instead of committing, so
+        the merge is planned again. Never retry here."""
 
     @abc.abstractmethod
     def delete(
@@ -365,6 +426,10 @@ class TableStore(abc.ABC):
         ``delete_missing``: also delete target rows whose key is absent from ``data`` — all of
         them (``True``) or those matching a predicate (e.g. the partition being merged).
         Merging the same data twice makes no second commit (operation ``NOOP``).
+
+        Concurrent merges end as if they ran one after the other: a merge that loses the commit race
+        reads the table again and is planned again (another writer's newer row is never replaced by
+        an older one, and a key two first merges insert is inserted once).
         """
         source = to_arrow(data)
         if not keys:
@@ -383,31 +448,31 @@ class TableStore(abc.ABC):
                 f"{ref}: merge source has {dupes.height} duplicated key(s) on {list(keys)}, e.g. "
                 f"{dupes.drop('len').head(3).to_dicts()}; deduplicate before merging"
             )
-        if not self.exists(ref):
-            result = self._write(
-                ref,
-                source,
-                mode="append",
-                predicate=None,
-                partition_by=partition_by,
-                properties=properties,
-                commit_metadata=commit_metadata,
-            )
-            return WriteResult(**{**result.__dict__, "operation": "MERGE", "rows_inserted": source.num_rows})
-        plan = self._plan_merge(ref, src, keys, delete_missing, newer_by)
-        if plan.empty:
-            return WriteResult(
-                table=str(ref),
-                uri=self.location(ref),
-                format=self.format,
-                operation="NOOP",
-                version=self.version(ref),
-                rows_written=0,
-                rows_deleted=0,
-                rows_updated=0,
-                rows_inserted=0,
-            )
-        return self._apply_merge(ref, plan, keys, commit_metadata)
+
+        def attempt() -> WriteResult:
+            # everything from the existence check to the commit is one attempt: after a lost race
+            # the table is read again and the merge planned again (a newer row may have landed)
+            if not self.exists(ref):
+                created = self._create_for_merge(ref, source, partition_by, properties, commit_metadata)
+                if created is not None:
+                    return WriteResult(**{**created.__dict__, "operation": "MERGE", "rows_inserted": source.num_rows})
+            base_version = self.version(ref)
+            plan = self._plan_merge(ref, src, keys, delete_missing, newer_by, version=base_version)
+            if plan.empty:
+                return WriteResult(
+                    table=str(ref),
+                    uri=self.location(ref),
+                    format=self.format,
+                    operation="NOOP",
+                    version=base_version,
+                    rows_written=0,
+                    rows_deleted=0,
+                    rows_updated=0,
+                    rows_inserted=0,
+                )
+            return self._apply_merge(ref, plan, keys, commit_metadata)
+
+        return self._retry_lost_races(attempt)
 
     def _plan_merge(
         self,
@@ -416,11 +481,14 @@ class TableStore(abc.ABC):
         keys: Sequence[str],
         delete_missing: bool | Predicate,
         newer_by: str | None = None,
+        *,
+        version: int | None = None,
     ) -> MergePlan:
+        """What to write, from the target rows at ``version`` (the one the commit will be based on)."""
         schema_plan = plan_write(str(ref), self.schema(ref), to_arrow(src).schema)
         # Compare source rows with the current target rows of the same keys (null-safe, every column).
         key_filter = self._key_predicate(src, keys)
-        target = self.read(ref, where=key_filter).collect()
+        target = self.read(ref, where=key_filter, version=version).collect()
         value_cols = [c for c in src.columns if c not in keys]
         # columns the source does not carry keep the target's value on update (null on insert)
         kept_cols = [c for c in target.columns if c not in src.columns]
@@ -447,7 +515,7 @@ class TableStore(abc.ABC):
         if delete_missing is not False:
             scope = None if delete_missing is True else delete_missing
             assert scope is None or isinstance(scope, Predicate)
-            in_scope = self.read(ref, columns=list(keys), where=scope).collect()
+            in_scope = self.read(ref, columns=list(keys), where=scope, version=version).collect()
             delete_keys = in_scope.join(src.select(list(keys)), on=list(keys), how="anti").unique()
         upserts_arrow = conform(to_arrow(upserts), schema_plan.target, table_name=str(ref))
         return MergePlan(
@@ -456,6 +524,8 @@ class TableStore(abc.ABC):
             inserted=inserted,
             updated=updated,
             new_columns=tuple(schema_plan.new_columns),
+            base_version=version,
+            newer_by=newer_by if newer_by in value_cols and newer_by in target.columns else None,
         )
 
     @staticmethod

@@ -11,13 +11,22 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Schema, write_deltalake
+from deltalake.exceptions import CommitFailedError
 from deltalake.exceptions import TableNotFoundError as DeltaNotFound
 
 from lakehouse.exceptions import ChangeFeedUnavailableError, TableNotFoundError
 from lakehouse.naming import LAYERS, TableRef, join_uri
 from lakehouse.sql import quote_ident, quote_literal
 from lakehouse.storage import ensure_bucket, filesystem, object_store_options
-from lakehouse.tables.base import Commit, MaintenanceResult, MergePlan, TableInfo, TableStore, WriteResult
+from lakehouse.tables.base import (
+    Commit,
+    MaintenanceResult,
+    MergePlan,
+    StalePlanError,
+    TableInfo,
+    TableStore,
+    WriteResult,
+)
 from lakehouse.tables.predicates import Predicate, split_large_in, to_polars, to_sql
 from lakehouse.tables.schema import conform, plan_write
 
@@ -49,6 +58,13 @@ class DeltaStore(TableStore):
     """Delta Lake implementation of :class:`TableStore`. Versions count commits from 0."""
 
     format = "delta"
+
+    @classmethod
+    def _is_lost_race(cls, error: Exception) -> bool:
+        """delta-rs' ``CommitFailedError``: a concurrent commit conflicts with this one (it added
+        rows this write should have read, removed files it read...). delta-rs already re-committed
+        on the next version when the winner did not conflict; this one committed nothing."""
+        return isinstance(error, CommitFailedError) or super()._is_lost_race(error)
 
     def _options(self, uri: str) -> dict[str, str] | None:
         return object_store_options(self.settings, uri)
@@ -107,32 +123,45 @@ class DeltaStore(TableStore):
     ) -> WriteResult:
         uri = self.location(ref)
         ensure_bucket(self.settings, uri)
-        table: DeltaTable | None = None
-        if DeltaTable.is_deltatable(uri, storage_options=self._options(uri)):
-            table = self._table(ref)  # loaded once: the log replay is the main fixed cost of a write
-        exists = table is not None
-        added: tuple[str, ...] = ()
-        if table is not None:
-            plan = plan_write(str(ref), pa.schema(table.schema().to_arrow()), data.schema)
-            data = conform(data, plan.target, table_name=str(ref))  # raises before any commit
-            added = tuple(f.name for f in plan.new_columns)
         delta_mode: Any = {"append": "append", "overwrite": "overwrite", "replace_where": "overwrite"}[mode]
-        sql_predicate = to_sql(predicate) if (predicate is not None and exists) else None
-        if not exists and mode == "replace_where":
-            delta_mode = "append"  # creating the table: there is nothing to replace
-        write_deltalake(
-            table if table is not None else uri,
-            data,
-            mode=delta_mode,
-            predicate=sql_predicate,
-            partition_by=None if exists else (list(partition_by) or None),
-            # new columns are added in the same commit as the data (atomic), never in a commit of their own
-            schema_mode="merge" if added else None,
-            # every table keeps a change data feed, so downstream tables can read only what changed
-            configuration=None if exists else {CHANGE_FEED: "true", **(properties or {})},
-            commit_properties=self._commit_properties(commit_metadata),
-            storage_options=self._options(uri),
-        )
+
+        def attempt() -> tuple[DeltaTable | None, pa.Table, tuple[str, ...]]:
+            # one attempt = read the table, plan, commit based on the version read: after a lost
+            # race (a partition replaced meanwhile, a column added) it starts again from the new version
+            table: DeltaTable | None = None
+            if DeltaTable.is_deltatable(uri, storage_options=self._options(uri)):
+                table = self._table(ref)  # loaded once: the log replay is the main fixed cost of a write
+            body, added = data, tuple[str, ...]()
+            if table is not None:
+                plan = plan_write(str(ref), pa.schema(table.schema().to_arrow()), data.schema)
+                body = conform(data, plan.target, table_name=str(ref))  # raises before any commit
+                added = tuple(f.name for f in plan.new_columns)
+            exists = table is not None
+            # creating the table there is nothing to replace; but if another writer creates it first,
+            # an append would leave its rows of the partition beside ours: "error" fails, and we retry
+            write_mode: Any = "error" if not exists and mode == "replace_where" else delta_mode
+            try:
+                write_deltalake(
+                    table if table is not None else uri,
+                    body,
+                    mode=write_mode,
+                    predicate=to_sql(predicate) if (predicate is not None and exists) else None,
+                    partition_by=None if exists else (list(partition_by) or None),
+                    # new columns are added in the same commit as the data (atomic), never in a commit of their own
+                    schema_mode="merge" if added else None,
+                    # every table keeps a change data feed, so downstream tables can read only what changed
+                    configuration=None if exists else {CHANGE_FEED: "true", **(properties or {})},
+                    commit_properties=self._commit_properties(commit_metadata),
+                    storage_options=self._options(uri),
+                )
+            except Exception as exc:
+                if not exists and not self._is_lost_race(exc) and self.exists(ref):
+                    raise StalePlanError(f"Delta table {ref} was created by another writer meanwhile") from exc
+                raise
+            return table, body, added
+
+        table, data, added = self._retry_lost_races(attempt)
+        exists = table is not None
         operation = {"append": "APPEND", "overwrite": "OVERWRITE", "replace_where": "OVERWRITE_PARTITIONS"}[mode]
         return WriteResult(
             table=str(ref),
@@ -144,11 +173,53 @@ class DeltaStore(TableStore):
             columns_added=added,
         )
 
+    def _create_for_merge(
+        self,
+        ref: TableRef,
+        data: pa.Table,
+        partition_by: Sequence[str],
+        properties: Mapping[str, str] | None,
+        commit_metadata: Mapping[str, str] | None,
+    ) -> WriteResult | None:
+        """Create the table holding ``data`` in version 0, only if no other writer created it first
+        (``mode="error"``: a table found at the path, or a lost race for version 0, is an error)."""
+        uri = self.location(ref)
+        ensure_bucket(self.settings, uri)
+        try:
+            write_deltalake(
+                uri,
+                data,
+                mode="error",
+                partition_by=list(partition_by) or None,
+                configuration={CHANGE_FEED: "true", **(properties or {})},
+                commit_properties=self._commit_properties(commit_metadata),
+                storage_options=self._options(uri),
+            )
+        except Exception as exc:
+            if self._is_lost_race(exc) or DeltaTable.is_deltatable(uri, storage_options=self._options(uri)):
+                raise StalePlanError(f"Delta table {ref} was created by another writer meanwhile") from exc
+            raise
+        return WriteResult(
+            table=str(ref),
+            uri=uri,
+            format="delta",
+            operation="CREATE",
+            version=0,
+            rows_written=data.num_rows,
+        )
+
     def _apply_merge(
         self, ref: TableRef, plan: MergePlan, keys: Sequence[str], commit_metadata: Mapping[str, str] | None
     ) -> WriteResult:
-        table = self._table(ref)
-        self._evolve(table, plan.new_columns)
+        # the MERGE reads the version the plan read, so delta-rs refuses its commit (CommitFailedError)
+        # when a concurrent commit touched the same rows or files, and merge() plans again
+        table = self._table(ref, version=plan.base_version)
+        if plan.new_columns:
+            self._evolve(table, plan.new_columns)  # a commit of its own, before the MERGE
+            if plan.base_version is not None and table.version() != plan.base_version + 1:
+                raise StalePlanError(
+                    f"Delta table {ref} moved past version {plan.base_version} while its merge was planned"
+                )
         op = quote_ident("__lh_op")
         upserts = plan.upserts.append_column("__lh_op", pa.array(["U"] * plan.upserts.num_rows, pa.string()))
         if plan.delete_keys.num_rows:
@@ -169,8 +240,12 @@ class DeltaStore(TableStore):
         )
         if plan.delete_keys.num_rows:
             merger = merger.when_matched_delete(predicate=f"s.{op} = {quote_literal('D')}")
+        update_when = f"s.{op} = {quote_literal('U')}"
+        if plan.newer_by is not None:  # the plan already holds only newer rows; the MERGE checks it again at commit
+            newer = quote_ident(plan.newer_by)
+            update_when = f"{update_when} AND (t.{newer} IS NULL OR s.{newer} > t.{newer})"
         metrics = (
-            merger.when_matched_update(updates=updates, predicate=f"s.{op} = {quote_literal('U')}")
+            merger.when_matched_update(updates=updates, predicate=update_when)
             .when_not_matched_insert(updates=updates, predicate=f"s.{op} = {quote_literal('U')}")
             .execute()
         )
@@ -190,30 +265,36 @@ class DeltaStore(TableStore):
     def delete(
         self, ref: TableRef, where: Predicate, *, commit_metadata: Mapping[str, str] | None = None
     ) -> WriteResult:
-        table = self._table(ref)
         large = split_large_in(where, _LARGEST_IN_LIST)
-        if large is None:
-            metrics = table.delete(to_sql(where), commit_properties=self._commit_properties(commit_metadata))
-            deleted = int(metrics.get("num_deleted_rows", 0) or 0)
-        else:  # one MERGE against the values: the same single commit, without an IN list to parse
-            members, rest = large
-            target_type = pa.schema(table.schema()).field(members.column).type
-            values = pa.table({"__lh_key": pa.array(members.values).cast(target_type)})
-            on = f"t.{quote_ident(members.column)} = s.{quote_ident('__lh_key')}"
-            if rest is not None:
-                on = f"{on} AND {to_sql(rest, alias='t')}"
-            metrics = (
-                table.merge(
-                    values,
-                    predicate=on,
-                    source_alias="s",
-                    target_alias="t",
-                    commit_properties=self._commit_properties(commit_metadata),
+
+        def attempt() -> tuple[DeltaTable, int]:
+            # a lost race re-reads the table: the rows to delete are those of the version committed on
+            table = self._table(ref)
+            if large is None:
+                metrics = table.delete(to_sql(where), commit_properties=self._commit_properties(commit_metadata))
+                deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+            else:  # one MERGE against the values: the same single commit, without an IN list to parse
+                members, rest = large
+                target_type = pa.schema(table.schema()).field(members.column).type
+                values = pa.table({"__lh_key": pa.array(members.values).cast(target_type)})
+                on = f"t.{quote_ident(members.column)} = s.{quote_ident('__lh_key')}"
+                if rest is not None:
+                    on = f"{on} AND {to_sql(rest, alias='t')}"
+                metrics = (
+                    table.merge(
+                        values,
+                        predicate=on,
+                        source_alias="s",
+                        target_alias="t",
+                        commit_properties=self._commit_properties(commit_metadata),
+                    )
+                    .when_matched_delete()
+                    .execute()
                 )
-                .when_matched_delete()
-                .execute()
-            )
-            deleted = int(metrics.get("num_target_rows_deleted", 0) or 0)
+                deleted = int(metrics.get("num_target_rows_deleted", 0) or 0)
+            return table, deleted
+
+        table, deleted = self._retry_lost_races(attempt)
         return WriteResult(
             table=str(ref),
             uri=self.location(ref),

@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import random
 import re
-import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -26,13 +24,20 @@ from pyiceberg.transforms import IdentityTransform
 from lakehouse.exceptions import ChangeFeedUnavailableError, TableNotFoundError
 from lakehouse.naming import TableRef
 from lakehouse.storage import ensure_bucket, filesystem, iceberg_io_properties, object_store_options
-from lakehouse.tables.base import Commit, MaintenanceResult, MergePlan, TableInfo, TableStore, WriteResult
+from lakehouse.tables.base import (
+    Commit,
+    MaintenanceResult,
+    MergePlan,
+    StalePlanError,
+    TableInfo,
+    TableStore,
+    WriteResult,
+)
 from lakehouse.tables.predicates import Predicate, all_of, col, to_iceberg, to_polars
 from lakehouse.tables.schema import conform, plan_write
 
 __all__ = ["IcebergStore", "open_catalog"]
 
-T = TypeVar("T")
 _STANDARD_SUMMARY = re.compile(
     r"^(operation|added|deleted|removed|total|changed|replace|partition|engine|iceberg)[-.]?"
 )
@@ -70,7 +75,6 @@ class IcebergStore(TableStore):
     """Iceberg implementation of :class:`TableStore`. Versions are snapshot sequence numbers."""
 
     format = "iceberg"
-    max_commit_attempts = 40  # optimistic commits on object storage take ~0.4 s: writers must outlast rivals
 
     @property
     def catalog(self) -> Catalog:
@@ -87,20 +91,11 @@ class IcebergStore(TableStore):
                 f"Iceberg table {ref} does not exist in catalog {self.settings.catalog_name}"
             ) from None
 
-    def _retry(self, fn: Callable[[], T]) -> T:
-        """Run a commit, retrying lost compare-and-swap races with exponential backoff and jitter.
-
-        A failed commit changed nothing, so re-running the whole (re-planned) write is safe and
-        never duplicates an append.
-        """
-        for attempt in range(self.max_commit_attempts):
-            try:
-                return fn()
-            except CommitFailedException:
-                if attempt == self.max_commit_attempts - 1:
-                    raise
-                time.sleep(min(3.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # noqa: S311 - jitter
-        raise AssertionError("unreachable")
+    @classmethod
+    def _is_lost_race(cls, error: Exception) -> bool:
+        """pyiceberg's ``CommitFailedException``: the catalog's compare-and-swap refused the commit
+        (its base snapshot is no longer current), so nothing of it landed."""
+        return isinstance(error, CommitFailedException) or super()._is_lost_race(error)
 
     @staticmethod
     def _props(
@@ -182,7 +177,7 @@ class IcebergStore(TableStore):
                     txn.overwrite(body, overwrite_filter=to_iceberg(predicate), snapshot_properties=props)
             return table
 
-        table = self._retry(attempt)
+        table = self._retry_lost_races(attempt)
         snapshot = table.current_snapshot()
         operation = {"append": "APPEND", "overwrite": "OVERWRITE", "replace_where": "OVERWRITE_PARTITIONS"}[mode]
         return WriteResult(
@@ -196,6 +191,23 @@ class IcebergStore(TableStore):
             columns_added=tuple(added),
         )
 
+    def _create_for_merge(
+        self,
+        ref: TableRef,
+        data: pa.Table,
+        partition_by: Sequence[str],
+        properties: Mapping[str, str] | None,
+        commit_metadata: Mapping[str, str] | None,
+    ) -> WriteResult | None:
+        """Create the table without a snapshot: the merge then plans against it like any other and
+        its commit asserts that the table still has no snapshot."""
+        try:
+            self._create(ref, data.schema, partition_by, properties)
+        except Exception:
+            if not self.exists(ref):
+                raise
+        return None
+
     def _apply_merge(
         self, ref: TableRef, plan: MergePlan, keys: Sequence[str], commit_metadata: Mapping[str, str] | None
     ) -> WriteResult:
@@ -206,25 +218,26 @@ class IcebergStore(TableStore):
             ]
         )
         match = to_iceberg(self.match_predicate(affected, keys))
-
-        def attempt() -> IcebergTable:
-            table = self._table(ref)
-            write_id = uuid.uuid4().hex
-            with _quiet_empty_deletes(), table.transaction() as txn:
-                if plan.new_columns:
-                    with txn.update_schema() as update:
-                        update.union_by_name(pa.schema(list(plan.new_columns)))
-                txn.delete(match, snapshot_properties=self._props(commit_metadata, write_id=write_id))
-                if plan.upserts.num_rows:
-                    txn.append(
-                        plan.upserts,
-                        snapshot_properties=self._props(
-                            commit_metadata, write_id=write_id, **{_OPERATION_KEY: "MERGE"}
-                        ),
-                    )
-            return table
-
-        table = self._retry(attempt)
+        table = self._table(ref)
+        current = table.current_snapshot()
+        if (current.sequence_number if current else None) != plan.base_version:
+            raise StalePlanError(
+                f"Iceberg table {ref} moved from version {plan.base_version} to "
+                f"{current.sequence_number if current else None} while the merge was planned"
+            )
+        # the transaction is based on the snapshot the plan read: if another writer commits first,
+        # the catalog refuses this commit (CommitFailedException) and merge() plans again
+        write_id = uuid.uuid4().hex
+        with _quiet_empty_deletes(), table.transaction() as txn:
+            if plan.new_columns:
+                with txn.update_schema() as update:
+                    update.union_by_name(pa.schema(list(plan.new_columns)))
+            txn.delete(match, snapshot_properties=self._props(commit_metadata, write_id=write_id))
+            if plan.upserts.num_rows:
+                txn.append(
+                    plan.upserts,
+                    snapshot_properties=self._props(commit_metadata, write_id=write_id, **{_OPERATION_KEY: "MERGE"}),
+                )
         snapshot = table.current_snapshot()
         return WriteResult(
             table=str(ref),
@@ -250,15 +263,18 @@ class IcebergStore(TableStore):
     def delete(
         self, ref: TableRef, where: Predicate, *, commit_metadata: Mapping[str, str] | None = None
     ) -> WriteResult:
-        before = self._total_records(self._table(ref))
+        deleted = 0
 
         def attempt() -> IcebergTable:
+            nonlocal deleted
             table = self._table(ref)
+            before = self._total_records(table)  # of the snapshot this attempt deletes from, not an older one
             with _quiet_empty_deletes():
                 table.delete(to_iceberg(where), snapshot_properties=self._props(commit_metadata))
+            deleted = before - self._total_records(table)
             return table
 
-        table = self._retry(attempt)
+        table = self._retry_lost_races(attempt)
         snapshot = table.current_snapshot()
         return WriteResult(
             table=str(ref),
@@ -267,7 +283,7 @@ class IcebergStore(TableStore):
             operation="DELETE",
             version=snapshot.sequence_number if snapshot else None,
             snapshot_id=snapshot.snapshot_id if snapshot else None,
-            rows_deleted=before - self._total_records(table),
+            rows_deleted=deleted,
         )
 
     def _snapshot_id(
@@ -368,7 +384,7 @@ class IcebergStore(TableStore):
                 txn.overwrite(body, snapshot_properties=props)
             return current
 
-        table = self._retry(attempt)
+        table = self._retry_lost_races(attempt)
         snapshot = table.current_snapshot()
         return WriteResult(
             table=str(ref),
@@ -471,7 +487,7 @@ class IcebergStore(TableStore):
                         txn.overwrite(arrow, overwrite_filter=to_iceberg(predicate), snapshot_properties=props)
             return current
 
-        self._retry(attempt)
+        self._retry_lost_races(attempt)
         after = self.info(ref)
         return MaintenanceResult(
             table=str(ref), operation=operation, files_before=before.files, files_after=after.files,
@@ -509,7 +525,7 @@ class IcebergStore(TableStore):
         ]
         expired = len(table.snapshots()) - len(keep)
         if expired and not dry_run:
-            self._retry(lambda: self._table(ref).maintenance.expire_snapshots().older_than(cutoff).commit())
+            self._retry_lost_races(lambda: self._table(ref).maintenance.expire_snapshots().older_than(cutoff).commit())
             table = self._table(ref)
             keep = table.snapshots()
         # files under the table's folder that no kept snapshot needs, older than the window

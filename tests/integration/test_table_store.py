@@ -1,5 +1,6 @@
 """The TableStore contract: the same behaviour for Delta and Iceberg, on real tables."""
 
+import contextlib
 import datetime as dt
 import subprocess
 import sys
@@ -114,6 +115,104 @@ def test_merge_with_a_composite_key(store):
     store.merge(REF, frame(D1, [1], "x").vstack(frame(D2, [1], "y")), keys=["day", "id"])
     got = content(store).filter(pl.col("id") == 1).sort("day")
     assert got.get_column("value").to_list() == ["x1", "y1"]
+
+
+def rival_commits_first(store, monkeypatch, rival):
+    """Make ``rival`` (another write) commit once, right before the next write of ``store`` commits
+    and after that write has read the table: the lost race of two writers, made deterministic."""
+    fired = []
+
+    def fire():
+        if not fired:
+            fired.append(True)
+            rival()
+
+    if store.format == "delta":
+        from deltalake import DeltaTable
+
+        import lakehouse.tables.delta as module
+
+        real_write, real_delete = module.write_deltalake, DeltaTable.delete
+        monkeypatch.setattr(module, "write_deltalake", lambda *a, **k: (fire(), real_write(*a, **k))[1])
+        monkeypatch.setattr(DeltaTable, "delete", lambda self, *a, **k: (fire(), real_delete(self, *a, **k))[1])
+    else:  # every Iceberg commit of the store runs inside this context manager, after reading the table
+        import lakehouse.tables.iceberg as module
+
+        real_quiet = module._quiet_empty_deletes
+
+        @contextlib.contextmanager
+        def quiet():
+            fire()
+            with real_quiet():
+                yield
+
+        monkeypatch.setattr(module, "_quiet_empty_deletes", quiet)
+    real_apply = type(store)._apply_merge  # a merge: between its plan and its commit
+    monkeypatch.setattr(type(store), "_apply_merge", lambda self, *a, **k: (fire(), real_apply(self, *a, **k))[1])
+    return fired
+
+
+def test_a_merge_that_loses_a_race_is_planned_again_and_never_puts_an_older_row_back(store, monkeypatch):
+    store.merge(REF, frame(D1, [1, 2], "a"), keys=["id"])
+    rival = rival_commits_first(
+        store, monkeypatch, lambda: store.merge(REF, frame(D1, [1], "c"), keys=["id"], newer_by="value")
+    )
+    result = store.merge(REF, frame(D1, [1, 2], "b"), keys=["id"], newer_by="value")
+    assert rival
+    got = dict(content(store).select("id", "value").iter_rows())
+    assert got == {1: "c1", 2: "b2"}  # the rival's newer row stays; ours replaced only the older one
+    assert (result.operation, result.rows_updated) == ("MERGE", 1)
+
+
+def test_a_merge_that_loses_a_race_deletes_what_the_winner_added_in_its_scope(store, monkeypatch):
+    store.merge(REF, frame(D1, [1, 2]), keys=["id"])
+    rival = rival_commits_first(store, monkeypatch, lambda: store.append(REF, frame(D1, [3])))
+    store.merge(REF, frame(D1, [1], "x"), keys=["id"], delete_missing=col("day") == D1)
+    assert rival
+    # serial order: the rival's row 3 landed first, then our merge removed every D1 key it lacks
+    assert dict(content(store).select("id", "value").iter_rows()) == {1: "x1"}
+
+
+def test_merges_racing_to_create_the_table_write_each_key_once(store, monkeypatch):
+    """Two first merges into a missing table (parallel partitions of a backfill): the loser must
+    merge into what the winner created, not append its rows blindly beside them."""
+    rival = rival_commits_first(store, monkeypatch, lambda: store.merge(REF, frame(D1, [1, 2], "a"), keys=["id"]))
+    result = store.merge(REF, frame(D1, [2, 3], "b"), keys=["id"])
+    assert rival
+    assert sorted(content(store).select("id", "value").iter_rows()) == [(1, "a1"), (2, "b2"), (3, "b3")]
+    assert (result.operation, result.rows_inserted, result.rows_updated) == ("MERGE", 1, 1)
+
+
+def test_a_partition_overwrite_that_loses_a_race_replaces_the_winners_rows(store, monkeypatch):
+    seed(store)
+    rival = rival_commits_first(
+        store, monkeypatch, lambda: store.overwrite_partitions(REF, frame(D1, [7]), partition_by="day", values=[D1])
+    )
+    store.overwrite_partitions(REF, frame(D1, [8, 9]), partition_by="day", values=[D1])
+    assert rival
+    got = content(store)
+    assert got.filter(pl.col("day") == D1).get_column("id").to_list() == [8, 9]  # not [7, 8, 9], not [7]
+    assert got.filter(pl.col("day") == D2).get_column("id").to_list() == [3, 4]
+
+
+def test_partition_overwrites_racing_to_create_the_table_leave_one_write_in_the_partition(store, monkeypatch):
+    rival = rival_commits_first(
+        store, monkeypatch, lambda: store.overwrite_partitions(REF, frame(D1, [7]), partition_by="day", values=[D1])
+    )
+    store.overwrite_partitions(REF, frame(D1, [8, 9]), partition_by="day", values=[D1])
+    assert rival
+    assert content(store).get_column("id").to_list() == [8, 9]  # the last write, not [7, 8, 9]
+
+
+def test_a_delete_that_loses_a_race_counts_the_rows_it_deleted(store, monkeypatch):
+    seed(store)
+    rival = rival_commits_first(store, monkeypatch, lambda: store.append(REF, frame(D1, [5])))
+    result = store.delete(REF, col("day") == D1)
+    assert rival
+    left = content(store)
+    # either serial order is valid (a blind append may commit under a delete), but the count must match it
+    assert result.rows_deleted == 5 - left.height
+    assert left.filter(pl.col("day") == D2).get_column("id").to_list() == [3, 4]
 
 
 def test_delete_with_a_predicate(store):
