@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import smtplib
 import ssl
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from lakehouse.exceptions import AlertDeliveryError
+from lakehouse.retries import retry_call
 from lakehouse.settings import Settings, redact
 
 __all__ = ["Alert", "AlertResource", "alert_for_run"]
@@ -211,18 +211,18 @@ class AlertResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         request = urllib.request.Request(  # noqa: S310 - scheme checked above
             self.webhook_url, data=body, method="POST", headers={"Content-Type": "application/json"}
         )
-        for attempt in range(3):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
-                    response.read()
-                return
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500 or attempt == 2:
-                    raise RuntimeError(f"webhook answered HTTP {exc.code}") from None
-            except OSError:
-                if attempt == 2:
-                    raise
-            time.sleep(0.5 * 2**attempt)
+
+        def post() -> None:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
+                response.read()
+
+        def worth_retrying(exc: Exception) -> bool:  # the network, or a 5xx: not a 4xx (our request)
+            return isinstance(exc, OSError) and (not isinstance(exc, urllib.error.HTTPError) or exc.code >= 500)
+
+        try:
+            retry_call(post, attempts=3, retry_on=worth_retrying, wait=lambda n, _e: 0.5 * 2**n)
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"webhook answered HTTP {exc.code}") from None
 
     def _email(self, alert: Alert) -> None:
         assert self.smtp_host
