@@ -18,6 +18,7 @@ from assets.retail.silver import BY_NAME, SilverEntity
 from lakehouse.automation import NEW_PARTITION
 from lakehouse.checks import CheckOutcome, aggregate_match_check, lake_check, unique_key_check
 from lakehouse.exceptions import ChangeFeedUnavailableError
+from lakehouse.governance.masking import redact_value, redaction_key
 from lakehouse.io_manager import PARTITION_EXPR, LakehouseIOManager
 from lakehouse.metadata import Column, columns_metadata, polars_schema
 from lakehouse.modeling.dates import DATE_COLUMNS, date_dimension, date_sk
@@ -266,7 +267,13 @@ def _dimension_checks(dim: Dimension) -> list[dg.AssetChecksDefinition]:
             metadata={
                 "keys": counts.height,
                 "bad_keys": bad.height,
-                "sample": dg.MetadataValue.json(bad.head(5).to_dicts()),
+                # natural keys are personal (customer_id): only their keyed hashes leave the tables
+                "sample": dg.MetadataValue.json(
+                    [
+                        {nk: redact_value(row[nk], redaction_key(lake.settings)), "current": row["current"]}
+                        for row in bad.head(5).to_dicts()
+                    ]
+                ),
             },
         )
 

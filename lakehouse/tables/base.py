@@ -444,9 +444,12 @@ class TableStore(abc.ABC):
             raise ValueError(f"{ref}: {null_keys.height} source row(s) have a null merge key {list(keys)}")
         dupes = src.group_by(list(keys)).len().filter(pl.col("len") > 1)
         if dupes.height:
+            # row positions, never the key values: this message reaches logs and the event log,
+            # where erasure cannot follow a personal key
+            rows = src.with_row_index("__row").filter(pl.struct(list(keys)).is_duplicated()).get_column("__row")
             raise ValueError(
-                f"{ref}: merge source has {dupes.height} duplicated key(s) on {list(keys)}, e.g. "
-                f"{dupes.drop('len').head(3).to_dicts()}; deduplicate before merging"
+                f"{ref}: merge source has {dupes.height} duplicated key(s) on {list(keys)}, e.g. at source rows "
+                f"{rows.head(6).to_list()}; deduplicate before merging"
             )
 
         def attempt() -> WriteResult:
