@@ -363,6 +363,16 @@ AUDIT_COLUMNS = [
     Column("source_id", "string", "Where an imported entry came from (dagster:<event storage id>)."),
     Column("prev_hash", "string", "entry_hash of the previous entry.", nullable=False),
     Column("entry_hash", "string", "sha256 over prev_hash and this entry's fields.", nullable=False),
+    Column(
+        "batch_id",
+        "string",
+        "The append (writer attempt) that wrote the row; rows of an append that lost a race to another writer are not entries.",
+    ),
+    Column(
+        "signature",
+        "string",
+        "Ed25519 signature of the checkpoint (seq, entry_hash) on the last entry of each append, checked with a verifying key kept apart.",
+    ),
 ]
 _DAGSTER_PREFIX = "dagster:"
 
@@ -431,7 +441,7 @@ def _materializations(instance: dg.DagsterInstance, after: int) -> list[audit.Ne
         dg.AssetCheckSpec(
             ERASURE_VERIFIED,
             asset=audit.AUDIT.path,
-            description="No readable version of any table holds an identifier of a subject erased per the certificates in this log.",
+            description="No readable version of any table holds an identifier of a subject erased per the certificates in this log, and no erasure was left unfinished.",
         ),
     ],
 )
@@ -489,6 +499,15 @@ def audit_log(context: dg.AssetExecutionContext, lake: LakeResource) -> Any:
         metadata={"entries": report.entries, "problems": len(report.problems)},
     )
     passed, details = erasure.verify_certificates(settings, lake=the_lake)
+    # an erasure that started and did not finish has not removed its subject yet (fail closed)
+    unfinished = len(erasure.pending_journals(settings))
+    if unfinished:
+        passed = False
+        details["findings"] = [
+            f"{unfinished} erasure(s) interrupted or running: run `lakehouse erase` again to finish them",
+            *details["findings"],
+        ]
+    details["unfinished"] = unfinished
     yield dg.AssetCheckResult(
         check_name=ERASURE_VERIFIED,
         passed=passed,

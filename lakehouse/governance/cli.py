@@ -186,21 +186,25 @@ def _stdout_to_stderr() -> Iterator[None]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def erase(subject: str, dry_run: bool, reason: str | None, no_recompute: bool, as_json: bool) -> None:
     """Erase a data subject from every table, landing file, old version and the online store,
-    verify it, and record an erasure certificate in the audit log. Exit 1 if verification fails."""
+    verify it, and record an erasure certificate in the audit log. Exit 1 if verification fails.
+
+    It waits for the runs writing the subject's tables (it holds their pools while it deletes and
+    verifies); an erasure that was interrupted is finished by running the same command again."""
     from lakehouse.governance.erasure import erase as run_erasure
     from lakehouse.governance.erasure import parse_subject
     from lakehouse.instance import prepare_dagster_home
 
     settings = _settings()
     column, value = parse_subject(subject)
-    instance = None
-    if not no_recompute:
-        import dagster as dg
+    import dagster as dg
 
-        prepare_dagster_home(settings)
-        instance = dg.DagsterInstance.get()
+    # always the instance the writers run on: the erasure holds their tables' pools while it deletes
+    prepare_dagster_home(settings)
+    instance = dg.DagsterInstance.get()
     # what the recompute runs print (dbt logs on stdout) goes to stderr: stdout carries the summary only
     with _stdout_to_stderr():
+        # the erasure package never imports the code location: the CLI passes it in (to recompute)
+        defs = None if no_recompute else _definitions()
         result = run_erasure(
             settings,
             column=column,
@@ -208,6 +212,7 @@ def erase(subject: str, dry_run: bool, reason: str | None, no_recompute: bool, a
             dry_run=dry_run,
             reason=reason,
             recompute=not no_recompute,
+            defs=defs,
             instance=instance,
         )
     summary = result.summary()
@@ -215,7 +220,8 @@ def erase(subject: str, dry_run: bool, reason: str | None, no_recompute: bool, a
         _dump(summary)
     else:
         verb = "would remove" if dry_run else "removed"
-        click.echo(f"{subject}: {verb} {result.plan.rows} row(s) in {len(result.plan.tables)} table(s)")
+        resumed = " (resumed an interrupted erasure)" if result.resumed else ""
+        click.echo(f"{subject}: {verb} {result.plan.rows} row(s) in {len(result.plan.tables)} table(s){resumed}")
         for t in summary["tables"]:
             rows = t.get("rows_removed", t.get("rows"))
             versions = (

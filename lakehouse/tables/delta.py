@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Schema, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.exceptions import TableNotFoundError as DeltaNotFound
@@ -485,6 +489,51 @@ class DeltaStore(TableStore):
         return MaintenanceResult(
             table=str(ref), operation="PURGE_HISTORY", files_before=before + len(removed), files_after=info.files,
             files_removed=len(removed), version=info.version, details={"log_retention": retention},
+        )  # fmt: skip
+
+    def purge_history_sparing_writes(self, ref: TableRef, *, grace: dt.timedelta) -> MaintenanceResult:
+        """:meth:`purge_history` for right-to-erasure that cannot break a write in flight: a data
+        or change-data file the current version does not need is deleted when the log names it
+        (it was committed, then removed: no writer can still commit it) or when it is older than
+        ``grace``; a younger file no version names may be a running write's, so it stays."""
+        table = self._table(ref)
+        fs, root = filesystem(self.settings, self.location(ref))
+        log = f"{root}/_delta_log"
+        logged: set[str] = set()
+        for entry in fs.get_file_info(pafs.FileSelector(log, allow_not_found=True)):
+            if entry.path.endswith(".json"):
+                with fs.open_input_stream(entry.path) as stream:
+                    for line in stream.read().decode("utf-8").splitlines():
+                        action = json.loads(line) if line.strip() else {}
+                        logged.update(unquote(a["path"]) for k in ("add", "remove", "cdc") if (a := action.get(k)))
+            elif entry.path.endswith(".checkpoint.parquet"):
+                with fs.open_input_file(entry.path) as stream:
+                    checkpoint = pq.read_table(stream, columns=["add", "remove"])
+                for kind in ("add", "remove"):
+                    paths = pc.struct_field(checkpoint.column(kind), "path").to_pylist()
+                    logged.update(unquote(p) for p in paths if p)
+        current = {unquote(p) for p in pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()}
+        cutoff = dt.datetime.now(dt.UTC) - grace
+        removed = []
+        for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
+            relative = entry.path[len(root) + 1 :]
+            if entry.type != pafs.FileType.File or relative.startswith("_delta_log/") or relative in current:
+                continue
+            if relative in logged or (entry.mtime is not None and entry.mtime < cutoff):
+                fs.delete_file(entry.path)
+                removed.append(relative)
+        # the log keeps the statistics (min/max values) of every file ever added (see purge_history)
+        retention = table.metadata().configuration.get(_LOG_RETENTION) or "interval 30 days"
+        table.alter.set_table_properties({_LOG_RETENTION: "interval 0 seconds"})
+        table = self._table(ref)
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        self._table(ref).alter.set_table_properties({_LOG_RETENTION: retention})
+        info = self.info(ref)
+        return MaintenanceResult(
+            table=str(ref), operation="PURGE_HISTORY", files_before=info.files + len(removed), files_after=info.files,
+            files_removed=len(removed), version=info.version,
+            details={"log_retention": retention, "grace_seconds": int(grace.total_seconds())},
         )  # fmt: skip
 
     def changes(self, ref: TableRef, *, since: int, until: int | None = None, keys: Sequence[str] = ()) -> pl.DataFrame:

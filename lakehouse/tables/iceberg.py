@@ -565,6 +565,45 @@ class IcebergStore(TableStore):
         result = self.vacuum(ref, retention=dt.timedelta(0))
         return MaintenanceResult(**{**result.__dict__, "operation": "PURGE_HISTORY"})
 
+    def purge_history_sparing_writes(self, ref: TableRef, *, grace: dt.timedelta) -> MaintenanceResult:
+        """:meth:`purge_history` for right-to-erasure that cannot break a write in flight: a file
+        the current snapshot does not need is deleted when an older snapshot needed it (it was
+        committed: no writer can still commit it) or when it is older than ``grace``; a younger
+        file no snapshot names may be a running write's, so it stays."""
+        table = self._table(ref)
+        current = table.current_snapshot()
+        if current is not None and any(m.deleted_files_count for m in current.manifests(table.io)):
+            # a delete's manifest still lists the files it removed, with their column bounds (the
+            # deleted values): an empty append writes a snapshot without that manifest
+            def _drop_deleted_entries() -> None:
+                with self._table(ref).transaction() as tx, tx.update_snapshot().fast_append():
+                    pass
+
+            self._retry_lost_races(_drop_deleted_entries)
+            table = self._table(ref)
+        committed = self._referenced_files(table, table.snapshots())
+        if len(table.snapshots()) > 1:
+            now = dt.datetime.now(dt.UTC)
+            self._retry_lost_races(lambda: self._table(ref).maintenance.expire_snapshots().older_than(now).commit())
+            table = self._table(ref)
+        fs, root = filesystem(self.settings, self.location(ref))
+        needed = self._referenced_files(table, table.snapshots())
+        cutoff = dt.datetime.now(dt.UTC) - grace
+        removed = [
+            i.path
+            for i in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+            if i.type == pafs.FileType.File
+            and i.path not in needed
+            and (i.path in committed or (i.mtime is not None and i.mtime < cutoff))
+        ]
+        for path in removed:
+            fs.delete_file(path)
+        info = self.info(ref)
+        return MaintenanceResult(
+            table=str(ref), operation="PURGE_HISTORY", files_before=info.files + len(removed), files_after=info.files,
+            files_removed=len(removed), version=info.version, details={"grace_seconds": int(grace.total_seconds())},
+        )  # fmt: skip
+
     def changes(self, ref: TableRef, *, since: int, until: int | None = None, keys: Sequence[str] = ()) -> pl.DataFrame:
         """Iceberg keeps no row-level change feed in pyiceberg: diff consecutive snapshots (by
         ``keys`` when given, so updates show as pre/post images; else whole rows), so every

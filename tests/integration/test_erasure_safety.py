@@ -1,0 +1,322 @@
+"""Erasure is safe: it never breaks a write in flight, a writer cannot put the subject back behind
+its back, a crash (even ``kill -9``) at any step is finished by running it again, verification
+fails closed and reads decoded values, identifiers match exactly (``ann@x.com`` is not
+``joann@x.com``), and the erasure package does not import the code location.
+
+The lake is small on purpose: a landing file (``;``-delimited, with a quarantined record of the
+subject and one of the other customer), bronze rows and quarantine, silver customers, orders and
+shipments (``shipments`` sorts after ``orders``: a crash between them loses the followed keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import dagster as dg
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ANN = "ann@x.com"
+JOANN = "joann@x.com"
+LANDING_FILE = "shop/customers/2024-01-01/customers.csv"
+LANDING = (
+    b"customer_id;email;name\n"
+    b"1;ann@x.com;Ann\n"
+    b"2;joann@x.com;Jo Ann\n"
+    b"1;ann@x.com;Ann;ragged\n"  # quarantined: the subject's
+    b"2;joann@x.com;Jo;ragged\n"  # quarantined: someone else's, whose e-mail contains the subject's
+)
+
+
+def _t(name: str):
+    from lakehouse.naming import TableRef
+
+    return TableRef.parse(name)
+
+
+def _build(settings, store) -> None:
+    from lakehouse.ingest.readers import read_file
+    from lakehouse.naming import join_uri
+    from lakehouse.storage import write_bytes
+
+    write_bytes(settings, join_uri(settings.landing, LANDING_FILE), LANDING)
+    read = read_file(LANDING, source=LANDING_FILE)
+    assert read.rows.height == 2 and read.quarantine.height == 2
+    stamp = pl.lit(LANDING_FILE).alias("_source_file")
+    store.append(_t("bronze.shop.customers"), read.rows.with_columns(stamp))
+    store.append(_t("bronze.shop.customers__quarantine"), read.quarantine.with_columns(stamp))
+    customers = pl.DataFrame({"customer_id": [1, 2], "email": [ANN, JOANN]})
+    store.merge(_t("silver.shop.customers"), customers.head(1), keys=["customer_id"])
+    store.merge(_t("silver.shop.customers"), customers, keys=["customer_id"])  # two versions
+    store.append(_t("silver.shop.orders"), pl.DataFrame({"order_id": [100, 200], "customer_id": [1, 2]}))
+    store.append(
+        _t("silver.shop.shipments"), pl.DataFrame({"order_id": [100, 100, 200], "carrier": ["dhl", "ups", "dhl"]})
+    )
+
+
+def _read(store, name: str) -> pl.DataFrame:
+    return store.read(_t(name)).collect()
+
+
+def _assert_ann_gone_and_joann_kept(settings, store) -> None:
+    from lakehouse.naming import join_uri
+    from lakehouse.storage import read_bytes
+
+    bronze = _read(store, "bronze.shop.customers")
+    assert bronze.get_column("email").to_list() == [JOANN]
+    quarantine = _read(store, "bronze.shop.customers__quarantine")
+    assert quarantine.get_column("_raw").to_list() == ["2;joann@x.com;Jo;ragged"]
+    assert _read(store, "silver.shop.customers").rows() == [(2, JOANN)]
+    assert _read(store, "silver.shop.orders").rows() == [(200, 2)]
+    assert _read(store, "silver.shop.shipments").rows() == [(200, "dhl")]
+    landing = read_bytes(settings, join_uri(settings.landing, LANDING_FILE))
+    assert landing == b"customer_id;email;name\n\n2;joann@x.com;Jo Ann\n\n2;joann@x.com;Jo;ragged\n"
+
+
+def _erase(settings, **kw):
+    from lakehouse.governance.erasure import erase
+
+    return erase(settings, column="email", value=ANN, recompute=False, **kw)
+
+
+# -- e. exact matching ------------------------------------------------------------------------------
+
+
+def test_exact_matching_keeps_a_customer_whose_address_contains_the_subjects(settings, store):
+    _build(settings, store)
+    result = _erase(settings)
+    assert result.passed, result.verification
+    _assert_ann_gone_and_joann_kept(settings, store)
+
+
+# -- d. verification fails closed and reads decoded values ------------------------------------------
+
+
+def test_a_read_error_fails_verification(settings, store, lake, monkeypatch):
+    from lakehouse.governance.erasure import verify_absent
+
+    _build(settings, store)
+
+    def broken(self, ref, **kw):
+        raise OSError("simulated: connection reset while reading")
+
+    monkeypatch.setattr(type(store), "read", broken)
+    checked = verify_absent(settings, {"email": {"nobody@x.com"}}, lake=lake)
+    assert not checked.passed
+    assert any("connection reset" in f for f in checked.findings), checked.findings
+
+
+def _leftover(settings, store, name: str, table: pa.Table, compression: str) -> str:
+    """A Parquet file no version references (e.g. left by a failed write) under the table's folder."""
+    from lakehouse.naming import join_uri
+    from lakehouse.storage import filesystem
+
+    location = store.location(_t(name))
+    folder = join_uri(location, "data") if settings.table_format == "iceberg" else location
+    uri = join_uri(folder, f"leftover-{uuid.uuid4().hex}.parquet")
+    fs, path = filesystem(settings, uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        pq.write_table(table, out, compression=compression, write_statistics=False)
+    return uri
+
+
+def test_verification_reads_compressed_parquet_values(settings, store, lake):
+    from lakehouse.governance.erasure import verify_absent
+    from lakehouse.storage import read_bytes
+
+    _build(settings, store)
+    eve = "eve.erased@example.org"  # a subject already gone from every table
+    emails = [f"customer{i}@example.org" for i in range(200)] + [eve] + [f"z{i}@example.org" for i in range(200)]
+    uri = _leftover(settings, store, "silver.shop.orders", pa.table({"email": emails}), "gzip")
+    assert eve.encode() not in read_bytes(settings, uri)  # a byte search cannot see it
+    values = {"email": {eve}, "customer_id": {9}}
+    checked = verify_absent(settings, values, lake=lake, residue_tables=[_t("silver.shop.orders")])
+    assert not checked.passed
+    assert checked.findings == [f"silver.shop.orders: file {uri.rsplit('/', 1)[-1]} still holds the subject in email"]
+
+
+def test_verification_searches_integer_ids(settings, store, lake):
+    from lakehouse.governance.erasure import verify_absent
+
+    _build(settings, store)
+    ids = pa.table({"customer_id": pa.array([7, 9, 11], pa.int64())})
+    uri = _leftover(settings, store, "silver.shop.orders", ids, "snappy")
+    values = {"customer_id": {9}}  # a subject already gone from every table
+    checked = verify_absent(settings, values, lake=lake, residue_tables=[_t("silver.shop.orders")])
+    assert not checked.passed
+    assert checked.findings == [
+        f"silver.shop.orders: file {uri.rsplit('/', 1)[-1]} still holds the subject in customer_id"
+    ]
+
+
+# -- a. the purge never removes files a running write may still commit ------------------------------
+
+
+def test_the_purge_keeps_the_files_of_a_write_in_flight(settings, store):
+    _build(settings, store)
+    ref = _t("silver.shop.shipments")
+    schema = store.read(ref).collect().to_arrow().schema
+    if settings.table_format == "iceberg":  # as pyiceberg writes it: with the columns' field ids
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+        schema = schema_to_pyarrow(store._table(ref).schema())
+    inflight = pa.table({"order_id": pa.array([300], pa.int64()), "carrier": ["fedex"]}).cast(schema)
+    # a writer (outside Dagster's pools) has written its data file and commits after the erasure
+    uri = _leftover(settings, store, "silver.shop.shipments", inflight, "snappy")
+    result = _erase(settings)
+    assert os.path.exists(uri), "the purge deleted the data file of a write in flight"
+    assert result.passed, result.verification
+    if settings.table_format == "delta":
+        from deltalake import DeltaTable
+        from deltalake.transaction import AddAction
+
+        table = DeltaTable(store.location(ref))
+        name = uri.rsplit("/", 1)[-1]
+        stats = json.dumps({"numRecords": 1})
+        add = AddAction(name, os.path.getsize(uri), {}, int(time.time() * 1000), True, stats)
+        table.create_write_transaction([add], "append", table.schema())
+    else:
+        store._table(ref).add_files([uri])
+    after = store.read(ref).collect().sort("order_id")
+    assert after.rows() == [(200, "dhl"), (300, "fedex")]
+
+
+# -- a + b. erasure holds the writers' pools --------------------------------------------------------
+
+
+def test_a_writer_holding_the_pool_cannot_write_the_subject_back(settings, store):
+    from lakehouse.governance.erasure import verify_certificates
+    from lakehouse.naming import pool_for
+
+    _build(settings, store)
+    ref = _t("silver.shop.customers")
+    pool = pool_for(ref)
+    out: dict[str, object] = {}
+    with dg.DagsterInstance.get() as instance:
+        events = instance.event_log_storage
+        events.set_concurrency_slots(pool, 1)
+        assert events.claim_concurrency_slot(pool, "writer-run", "write_customers").is_claimed
+        read_before = store.read(ref).collect()  # the run read the subject's row before the erasure
+        version_before = store.version(ref)
+
+        def run() -> None:
+            out["result"] = _erase(settings, instance=instance)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(4)  # the writer takes its time
+        waited = thread.is_alive()
+        version_while_held = store.version(ref)
+        store.merge(ref, read_before, keys=["customer_id"])  # ... and commits what it read
+        events.free_concurrency_slot_for_step("writer-run", "write_customers")
+        thread.join(180)
+        assert not thread.is_alive()
+    assert waited, "the erasure did not wait for the writer holding the table's pool"
+    assert version_while_held == version_before  # nothing was deleted while the writer held the pool
+    result = out["result"]
+    assert result.passed, result.verification  # type: ignore[attr-defined]
+    _assert_ann_gone_and_joann_kept(settings, store)
+    assert verify_certificates(settings)[0]
+    with dg.DagsterInstance.get() as instance:  # the erasure gave its slots back
+        assert instance.event_log_storage.get_concurrency_info(pool).active_slot_count == 0
+
+
+# -- c. plan -> journal -> apply -> verify: a crash is finished by running it again ------------------
+
+
+def test_a_crash_between_orders_and_shipments_is_finished_by_a_rerun(settings, store, monkeypatch):
+    from lakehouse.governance.erasure import verify_certificates
+
+    _build(settings, store)
+    original = type(store).delete
+
+    def crash_on_shipments(self, ref, where, **kw):
+        if ref.name == "shipments":
+            raise RuntimeError("simulated crash before shipments")
+        return original(self, ref, where, **kw)
+
+    monkeypatch.setattr(type(store), "delete", crash_on_shipments)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _erase(settings)
+    assert _read(store, "silver.shop.orders").rows() == [(200, 2)]  # orders went first
+    monkeypatch.setattr(type(store), "delete", original)
+    result = _erase(settings)  # the keys followed from the deleted orders come from the journal
+    assert _read(store, "silver.shop.shipments").rows() == [(200, "dhl")]  # order 100's shipments too
+    assert result.passed, result.verification
+    _assert_ann_gone_and_joann_kept(settings, store)
+    assert verify_certificates(settings)[0]
+
+
+_SCRIPT = """
+import json
+from lakehouse.settings import get_settings
+from lakehouse.governance.erasure import erase
+result = erase(get_settings(), column="email", value="ann@x.com", recompute=False)
+print(json.dumps({"passed": result.passed, "resumed": result.resumed}))
+"""
+
+
+def _run(settings, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", _SCRIPT], env=full, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow  # two subprocesses each
+@pytest.mark.parametrize(
+    ("table_format", "step"),
+    [
+        ("delta", "planned"),  # the journal is written, nothing changed yet
+        ("delta", "landing:" + LANDING_FILE),
+        ("delta", "delete:silver.shop.orders"),  # orders gone, shipments not: their keys are journaled
+        ("iceberg", "delete:silver.shop.orders"),
+        ("iceberg", "purge:silver.shop.customers"),
+        ("delta", "verify"),  # verified, not certified
+    ],
+    indirect=["table_format"],
+)
+def test_kill_9_at_any_step_then_a_rerun_completes(settings, store, step):
+    from lakehouse.governance.erasure import pending_journals, verify_certificates
+    from lakehouse.storage import read_bytes
+
+    _build(settings, store)
+    killed = _run(settings, LAKEHOUSE_ERASURE_KILL_AT=step)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-3000:])
+    [journal] = pending_journals(settings)
+    sealed = read_bytes(settings, journal)  # what it holds is not readable without the key
+    assert ANN.encode() not in sealed and b"ann" not in sealed.lower() and b"shipments" not in sealed
+    rerun = _run(settings)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert json.loads(rerun.stdout.strip().splitlines()[-1]) == {"passed": True, "resumed": True}
+    _assert_ann_gone_and_joann_kept(settings, store)
+    assert verify_certificates(settings)[0]
+    assert pending_journals(settings) == []  # done: the journal (which holds the values) is gone
+
+
+# -- f. no import of the code location --------------------------------------------------------------
+
+
+def test_the_erasure_package_does_not_import_the_code_location(settings, store):
+    _build(settings, store)
+    script = (
+        "import sys\n"
+        "from lakehouse.settings import get_settings\n"
+        "from lakehouse.governance.erasure import erase\n"
+        "erase(get_settings(), column='email', value='ann@x.com', dry_run=True)\n"
+        "bad = sorted(m for m in sys.modules if m == 'lakehouse.definitions' or m == 'assets' or m.startswith('assets.'))\n"
+        "print(bad)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=dict(os.environ), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
