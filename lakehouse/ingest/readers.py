@@ -18,6 +18,7 @@ from lakehouse.ingest.csv_reader import (
     SNIFF_BYTES,
     CsvOptions,
     looks_like_header,
+    null_tokens,
     read_csv,
     sniff_delimiter,
 )
@@ -74,15 +75,22 @@ def detect_format(name: str, data: bytes) -> str:
 
 
 def csv_options(options: Mapping[str, Any], fmt: str = "csv") -> CsvOptions:
+    """A source's ``options`` as reader options (``null_values`` / ``column_null_values``: the
+    source's declared null tokens; without them only an empty unquoted field is null)."""
+
     def auto(value: Any) -> Any:
         return None if value in (None, "auto") else value
 
+    per_column = options.get("column_null_values") or {}
     return CsvOptions(
         delimiter="\t" if fmt == "tsv" else auto(options.get("delimiter")),
         header=auto(options.get("header")),
         encoding=auto(options.get("encoding")),
         quote_char=options.get("quote_char", '"'),
-        null_values=tuple(options.get("null_values", DEFAULT_NULLS)),
+        null_values=null_tokens(options.get("null_values", DEFAULT_NULLS), "null_values"),
+        column_null_values={
+            str(name): null_tokens(tokens, f"column_null_values.{name}") for name, tokens in per_column.items()
+        },
         column_names=options.get("column_names"),
     )
 

@@ -18,6 +18,20 @@ One YAML file per domain (``assets/<domain>/sources.yaml``)::
         format: ndjson
         landing: retail/events/*.ndjson
         date_column: event_ts                    # the partition comes from a column instead
+      partners:
+        format: csv
+        landing: retail/partners/{date}/*.csv
+        options:                                 # reader options (delimiter, header, encoding, ...)
+          null_values: ["NULL", "n/a", ""]       # null in every column, quoted or not ("" = a quoted empty)
+          column_null_values:                    # per column: replaces null_values for that column
+            country: []                          # NA is Namibia here, not "missing"
+            amount: ["-", "NULL"]
+
+Null tokens: bronze is lossless, so without a declaration only an *empty unquoted* CSV/TSV field
+is null; ``NA``, ``None``, ``NULL``, ``.`` and a quoted ``""`` are kept as the text they are. A
+source whose export writes such tokens for missing values declares them (csv and tsv sources
+only: JSON has its own null). Write every token as a quoted string: YAML reads bare ``NULL``,
+``null`` and ``~`` as null and ``yes``/``no`` as booleans, and the loader says so.
 """
 
 from __future__ import annotations
@@ -123,7 +137,33 @@ class SourceSpec(BaseModel):
                 raise ValueError("landing must contain {date}, or date_column must name the column holding the date")
             if self.landing.startswith("/") or ".." in self.landing.split("/"):
                 raise ValueError("landing is relative to the landing zone and may not contain '..'")
+        self._check_null_tokens()
         return self
+
+    def _check_null_tokens(self) -> None:
+        """``options.null_values`` / ``options.column_null_values`` (see the module docstring)."""
+        from lakehouse.ingest.csv_reader import null_tokens
+
+        declared = [k for k in ("null_values", "column_null_values") if k in self.options]
+        if not declared:
+            return
+        if self.format not in ("csv", "tsv"):
+            raise ValueError(
+                f"options.{declared[0]} applies to csv and tsv sources only (a {self.format} source has its own nulls)"
+            )
+        if "null_values" in self.options:
+            null_tokens(self.options["null_values"], "options.null_values")
+        per_column = self.options.get("column_null_values", {})
+        if not isinstance(per_column, dict):
+            raise ValueError(
+                "options.column_null_values: expected a mapping of column -> list of tokens, "
+                f"e.g. {{country: []}}, got {per_column!r}"
+            )
+        for column, tokens in per_column.items():
+            where = f"options.column_null_values.{column}"
+            if self.columns and column not in self.columns:
+                raise ValueError(f"{where}: not a column of this source (columns: {', '.join(self.columns)})")
+            null_tokens(tokens, where)
 
     @property
     def type_hints(self) -> dict[str, str]:

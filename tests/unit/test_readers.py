@@ -67,11 +67,12 @@ def test_header_is_sniffed_and_names_are_generated_without_one():
 
 
 def test_null_tokens_default_and_custom():
-    data = b"a,b,c,d,e,f,g,h\n,NA,N/A,NULL,null,None,.,ok\n"
+    # lossless by default: only the empty unquoted field is null (more in test_csv_nulls.py)
+    data = b'a,b,c,d,e,f,g,h,i\n,NA,N/A,NULL,null,None,.,"",ok\n'
     row = read_csv(data, source="f").rows.row(0, named=True)
-    assert [row[c] for c in "abcdefg"] == [None] * 7 and row["h"] == "ok"
-    custom = read_csv(b"a,b\n-,NA\n", source="f", options=CsvOptions(null_values=["-"])).rows.row(0, named=True)
-    assert custom == {"a": None, "b": "NA", "_source_file": "f", "_source_line": 2}
+    assert [row[c] for c in "abcdefghi"] == [None, "NA", "N/A", "NULL", "null", "None", ".", "", "ok"]
+    custom = read_csv(b"a,b,c\n-,NA,\n", source="f", options=CsvOptions(null_values=["-"])).rows.row(0, named=True)
+    assert custom == {"a": None, "b": "NA", "c": None, "_source_file": "f", "_source_line": 2}
 
 
 def test_type_inference_is_lossless():
@@ -130,7 +131,7 @@ def test_quoted_newline_without_bad_rows_still_numbers_lines_exactly():
     assert result.rows.select("id", "_source_line").to_dicts() == [
         {"id": "1", "_source_line": 2},
         {"id": "2", "_source_line": 4},
-        {"id": None, "_source_line": 5},
+        {"id": "", "_source_line": 5},  # a quoted empty string is a value, not a null
     ]
     assert result.quarantine.height == 0
 

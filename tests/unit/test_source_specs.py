@@ -95,3 +95,67 @@ def test_the_retail_specs_are_valid():
 
     assert set(SPECS) == {"stores", "customers", "orders", "order_lines", "products", "web_logs", "events"}
     assert SPECS["products"].format == "rest" and SPECS["web_logs"].format == "log"
+
+
+NULLS = GOOD.replace(
+    "    hints: {zip: string}\n",
+    "    hints: {zip: string}\n"
+    "    options:\n"
+    "      null_values: ['NULL', '-', '']\n"
+    "      column_null_values: {country: []}\n",
+).replace(
+    "      order_id: {type: int64, description: Order number.}\n",
+    "      order_id: {type: int64, description: Order number.}\n"
+    "      country: {type: string, description: Country code (NA is Namibia).}\n"
+    "      amount: {type: int64, description: Amount.}\n",
+)
+
+
+def test_declared_null_tokens_load_and_reach_the_reader(tmp_path):
+    from lakehouse.ingest.readers import read_file
+
+    (spec,) = load_specs(write(tmp_path, NULLS))
+    assert spec.options["null_values"] == ["NULL", "-", ""]
+    data = b'order_id,country,amount\n1,NA,NULL\n2,"-","-"\n3,,""\n'
+    result = read_file(data, source="o.csv", fmt=spec.format, options=spec.options)
+    assert result.rows.select("country", "amount").to_dicts() == [
+        {"country": "NA", "amount": None},
+        {"country": "-", "amount": None},
+        {"country": None, "amount": None},
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("null_values: ['NULL', '-', '']", "null_values: [NULL, '-']"),
+            r"sources.orders: Value error, options.null_values\[0\]: expected a string, got None; quote every token",
+        ),
+        (
+            ("null_values: ['NULL', '-', '']", "null_values: NA"),
+            r"options.null_values: expected a list of strings, e.g. \['NULL', 'N/A'\], got 'NA'",
+        ),
+        (
+            ("column_null_values: {country: []}", "column_null_values: {contry: []}"),
+            r"options.column_null_values.contry: not a column of this source \(columns: order_id, country, amount\)",
+        ),
+        (
+            ("column_null_values: {country: []}", "column_null_values: {country: [no]}"),
+            r"options.column_null_values.country\[0\]: expected a string, got False",
+        ),
+        (
+            ("column_null_values: {country: []}", "column_null_values: [country]"),
+            r"options.column_null_values: expected a mapping of column -> list of tokens",
+        ),
+        (
+            ("format: csv", "format: ndjson"),
+            r"options.null_values applies to csv and tsv sources only \(a ndjson source has its own nulls\)",
+        ),
+    ],
+)
+def test_bad_null_tokens_name_file_source_and_field(tmp_path, change, message):
+    path = write(tmp_path, NULLS.replace(*change))
+    with pytest.raises(SpecError, match=message) as error:
+        load_specs(path)
+    assert str(path) in str(error.value)
