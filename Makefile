@@ -26,7 +26,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev browser services services-stop run test lint typecheck format unit integration e2e ui bench dbt-docs faults clean
+.PHONY: help venv venv-dev browser services services-stop trino trino-stop run test lint typecheck format unit integration e2e ui bench dbt-docs faults clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,16 @@ services: ## install (Debian's packages, where missing) and start PostgreSQL and
 
 services-stop: ## stop the PostgreSQL and Redis that `make services` started
 	bash deploy/local/services.sh stop
+
+TRINO_PORT ?= 8080
+
+trino: venv ## Trino 476 on 127.0.0.1:$(TRINO_PORT) over this lake (S3 lakes; Iceberg via the PostgreSQL catalog); fetched once into ~/.cache/lakehouse
+	TRINO_PORT=$(TRINO_PORT) bash deploy/local/trino.sh start
+	@echo "Delta tables, once: LAKEHOUSE_TRINO_URL=http://127.0.0.1:$(TRINO_PORT) .venv/bin/lakehouse trino register --execute"
+	@echo "query:              LAKEHOUSE_TRINO_URL=http://127.0.0.1:$(TRINO_PORT) .venv/bin/lakehouse query --engine trino '...'"
+
+trino-stop: ## stop the Trino that `make trino` started
+	bash deploy/local/trino.sh stop
 
 test: venv-dev lint browser services ## lint, type-check and run the whole test suite (TEST_WORKERS processes)
 	@$(COMPILE)

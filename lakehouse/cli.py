@@ -672,15 +672,49 @@ def trino() -> None:
 
 
 @trino.command("register")
-def trino_register() -> None:
+@click.option(
+    "--execute", is_flag=True, help="Run them on LAKEHOUSE_TRINO_URL instead of printing (tables already there stay)."
+)
+def trino_register(execute: bool) -> None:
     """Print the statements that register every Delta table in Trino's delta_lake catalog."""
-    from lakehouse.query.trino import register_statements
+    from lakehouse.query.trino import register_statements, register_tables
     from lakehouse.tables import Lake
 
     settings = get_settings()
     delta = [i.ref for i in Lake(settings).tables() if i.format == "delta"]
+    if execute:
+        done = register_tables(settings, delta)
+        click.echo(f"registered {len(done)} of {len(delta)} Delta tables in delta_lake ({len(delta) - len(done)} were)")
+        return
     for statement in register_statements(settings, delta):
         click.echo(statement + ";")
+
+
+@trino.command("catalogs")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the <catalog>.properties files (its old ones are replaced).",
+)
+def trino_catalogs_command(output: Path) -> None:
+    """Write Trino's iceberg and delta_lake catalogs for this lake (deploy/local/trino.sh serves them).
+
+    The files name the secrets as ${ENV:...} variables; the server must get them in its environment.
+    """
+    from lakehouse.query.trino import CATALOG_PASSWORD_ENV, write_catalogs
+
+    catalogs = write_catalogs(get_settings(), output)
+    for name in sorted(catalogs.files):
+        click.echo(str(output / name))
+    if "iceberg.properties" not in catalogs.files:
+        click.echo(
+            "no iceberg catalog: Trino reads Iceberg only through a PostgreSQL catalog (LAKEHOUSE_CATALOG_URI)",
+            err=True,
+        )
+    # deploy/local/trino.sh passes the S3 keys on (from AWS_* too); the catalog's password it cannot
+    if CATALOG_PASSWORD_ENV in catalogs.env and CATALOG_PASSWORD_ENV not in os.environ:
+        click.echo(f"the server needs the catalog's password in {CATALOG_PASSWORD_ENV}", err=True)
 
 
 @cli.group()

@@ -1,5 +1,6 @@
-"""Trino cannot run on these machines: the catalog files, the SQL the project sends and the client
-wiring are tested here; tests/integration/test_trino_live.py runs against LAKEHOUSE_TRINO_URL."""
+"""Without a server: the catalog files (the compose templates and the ones generated from a lake's
+settings), the SQL the project sends and the client wiring. tests/integration/test_trino_live.py
+runs a real Trino (deploy/local/trino.sh) over real lakes."""
 
 import json
 import threading
@@ -111,7 +112,33 @@ class FakeTrino(BaseHTTPRequestHandler):
     def do_POST(self):
         sql = self.rfile.read(int(self.headers["Content-Length"])).decode()
         FakeTrino.received.append({"sql": sql, **{k.lower(): v for k, v in self.headers.items()}})
-        if "missing_table" in sql:
+        if sql.startswith("SHOW TABLES"):
+            body = {
+                "id": "q4",
+                "infoUri": "http://127.0.0.1/ui/q4",
+                "stats": {"state": "FINISHED"},
+                "columns": [
+                    {
+                        "name": "Table",
+                        "type": "varchar",
+                        "typeSignature": {"rawType": "varchar", "arguments": [{"kind": "LONG", "value": 2147483647}]},
+                    }
+                ],
+                "data": [["already_there"]],
+            }
+        elif "'raced'" in sql:
+            body = {
+                "id": "q3",
+                "infoUri": "http://127.0.0.1/ui/q3",
+                "stats": {"state": "FAILED"},
+                "error": {
+                    "message": "Table already exists: 'gold_retail.raced'",
+                    "errorCode": 9,
+                    "errorName": "ALREADY_EXISTS",
+                    "errorType": "USER_ERROR",
+                },
+            }
+        elif "missing_table" in sql:
             body = {
                 "id": "q2",
                 "infoUri": "http://127.0.0.1/ui/q2",
@@ -191,3 +218,100 @@ def test_resources_carry_the_trino_password_only_as_an_env_var(lake_env, monkeyp
     trino = build_resources(get_settings())["trino"]
     assert isinstance(trino.password, dg.EnvVar) and trino.password.env_var_name == "LAKEHOUSE_TRINO_PASSWORD"
     assert (trino.host, trino.port, trino.http_scheme) == ("trino.example", 8443, "https")
+
+
+# -- catalogs generated from the lake's settings (deploy/local/trino.sh, `make trino`) -------------
+
+
+def lake_settings(monkeypatch, **extra):
+    monkeypatch.setenv("LAKEHOUSE_WAREHOUSE", "s3://lake/prod/warehouse")
+    monkeypatch.setenv("LAKEHOUSE_LANDING", "s3://lake/prod/landing")
+    monkeypatch.setenv("LAKEHOUSE_S3_ENDPOINT", "http://127.0.0.1:9000")
+    monkeypatch.setenv("LAKEHOUSE_S3_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id-123")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-s3-key")
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    return get_settings()
+
+
+def parse(text):
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_generated_catalogs_point_at_the_lake_and_keep_secrets_in_the_environment(lake_env, monkeypatch):
+    from lakehouse.query.trino import trino_catalogs
+
+    settings = lake_settings(
+        monkeypatch,
+        LAKEHOUSE_CATALOG_URI="postgresql+psycopg2://lake_user:pg-pa%24%24@db.internal:6543/lakecat",
+        LAKEHOUSE_CATALOG_NAME="prod",
+    )
+    catalogs = trino_catalogs(settings)
+    assert sorted(catalogs.files) == ["delta_lake.properties", "iceberg.properties"]
+    iceberg = parse(catalogs.files["iceberg.properties"])
+    assert iceberg["iceberg.jdbc-catalog.connection-url"] == "jdbc:postgresql://db.internal:6543/lakecat"
+    assert iceberg["iceberg.jdbc-catalog.connection-user"] == "lake_user"
+    assert iceberg["iceberg.jdbc-catalog.catalog-name"] == "prod"
+    assert iceberg["iceberg.jdbc-catalog.connection-password"] == "${ENV:LAKEHOUSE_TRINO_CATALOG_PASSWORD}"
+    assert iceberg["iceberg.jdbc-catalog.default-warehouse-dir"] == "s3://lake/prod/warehouse"
+    delta = parse(catalogs.files["delta_lake.properties"])
+    assert delta["hive.metastore.catalog.dir"] == "s3://lake/prod/trino-metastore"  # beside the warehouse
+    for props in (iceberg, delta):
+        assert props["s3.endpoint"] == "http://127.0.0.1:9000" and props["s3.path-style-access"] == "true"
+        assert props["s3.aws-secret-key"] == "${ENV:LAKEHOUSE_S3_SECRET_ACCESS_KEY}"
+    text = "".join(catalogs.files.values()) + repr(catalogs)
+    assert "s3cr3t-s3-key" not in text and "pg-pa$$" not in text and "key-id-123" not in text
+    assert catalogs.env == {
+        "LAKEHOUSE_S3_ACCESS_KEY_ID": "key-id-123",
+        "LAKEHOUSE_S3_SECRET_ACCESS_KEY": "s3cr3t-s3-key",
+        "LAKEHOUSE_TRINO_CATALOG_PASSWORD": "pg-pa$$",
+    }
+
+
+@pytest.mark.parametrize("name", ["iceberg.properties", "delta_lake.properties"])
+def test_generated_catalogs_set_every_property_of_the_compose_templates(lake_env, monkeypatch, name):
+    from lakehouse.query.trino import trino_catalogs
+
+    settings = lake_settings(monkeypatch, LAKEHOUSE_CATALOG_URI="postgresql://postgres@127.0.0.1:5432/lake")
+    generated = parse(trino_catalogs(settings).files[name])
+    # a catalog database without a password (trust, as in the tests) gets no password property
+    expected = set(properties(CATALOG_DIR / name)) - {"iceberg.jdbc-catalog.connection-password"}
+    assert expected <= set(generated)
+    assert "iceberg.jdbc-catalog.connection-password" not in generated
+
+
+def test_catalogs_need_s3_and_leave_out_iceberg_on_sqlite(lake_env, monkeypatch):
+    from lakehouse.query.trino import trino_catalogs
+
+    with pytest.raises(QueryError, match=r"Trino reads the lake from S3, and LAKEHOUSE_WAREHOUSE='/"):
+        trino_catalogs(get_settings())
+    assert sorted(trino_catalogs(lake_settings(monkeypatch)).files) == ["delta_lake.properties"]
+
+
+def test_cli_trino_catalogs_writes_the_files(lake_env, monkeypatch, tmp_path):
+    from lakehouse.cli import cli
+
+    lake_settings(monkeypatch, LAKEHOUSE_CATALOG_URI="postgresql://postgres@127.0.0.1:5432/lake")
+    out = tmp_path / "catalog"
+    out.mkdir()
+    (out / "stale.properties").write_text("connector.name=memory\n")
+    result = CliRunner().invoke(cli, ["trino", "catalogs", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["delta_lake.properties", "iceberg.properties"]
+    assert parse((out / "iceberg.properties").read_text())["iceberg.jdbc-catalog.connection-user"] == "postgres"
+
+
+def test_register_tables_runs_the_statements_and_keeps_tables_already_registered(fake_trino, lake_env, monkeypatch):
+    from lakehouse.query.trino import register_tables
+
+    monkeypatch.setenv("LAKEHOUSE_TRINO_URL", fake_trino)
+    settings = lake_settings(monkeypatch)
+    names = ["already_there", "fct_sales", "raced"]  # raced: registered by another client meanwhile
+    refs = [TableRef("gold", "retail", n) for n in names]
+    assert register_tables(settings, refs) == [TableRef("gold", "retail", "fct_sales")]
+    sent = [r["sql"] for r in FakeTrino.received]
+    assert sent[0].startswith('CREATE SCHEMA IF NOT EXISTS "delta_lake"."gold_retail"')
+    assert sent[1] == 'SHOW TABLES FROM "delta_lake"."gold_retail"'
+    assert [s for s in sent if "register_table" in s and "already_there" in s] == []  # not even tried
+    assert len(sent) == 4 and all(r["x-trino-catalog"] == "delta_lake" for r in FakeTrino.received)
