@@ -232,53 +232,67 @@ def run_trials(
     after = content(store, ref)
     store.drop(ref)
 
-    upcoming = Worker.start(env)
+    # the next trial's worker starts after this one's kill, while the table is checked and the
+    # next one set up: its imports never compete with the operation under test
+    upcoming: Worker | None = Worker.start(env)
+    ref = new_ref()
+    setup(store, ref, op)
     try:
         for trial in range(trials):
-            ref = new_ref()
-            setup(store, ref, op)
-            worker, upcoming = upcoming, Worker.start(env) if trial + 1 < trials else None
+            assert upcoming is not None
+            worker = upcoming
             worker.ready()
             delay = rng.uniform(0, 1.3 * outcome.duration)
             worker.send(op, str(ref))
             time.sleep(delay)
             worker.kill()
+            upcoming = Worker.start(env) if trial + 1 < trials else None
             assert worker.process.stdout is not None
             finished = "done" in worker.process.stdout.read()  # the operation returned before the kill
             worker.close()
             outcome.trials += 1
             outcome.killed_after_finish += int(finished)
             what = f"{op} trial {trial} (kill after {delay:.3f} s of ~{outcome.duration:.3f} s, table {ref})"
-            try:
-                state = content(store, ref)
-            except Exception as exc:  # the table must open
-                outcome.failures.append(f"{what}: the table does not open: {type(exc).__name__}: {exc}")
-                continue
-            if state.equals(before):
-                outcome.states["before"] += 1
-            elif state.equals(after):
-                outcome.states["after"] += 1
-            else:
-                outcome.failures.append(
-                    f"{what}: content is neither before ({before.height} rows) nor after "
-                    f"({after.height} rows): {state.height} rows"
-                )
-                continue
-            try:
-                apply(store, ref, op)  # a rerun converges
-                rerun = content(store, ref)
-            except Exception as exc:
-                outcome.failures.append(f"{what}: the rerun failed: {type(exc).__name__}: {exc}")
-                continue
-            if not rerun.equals(after):
-                outcome.failures.append(f"{what}: the rerun left {rerun.height} rows, not the after state")
+            _check(store, ref, op, before, after, outcome, what)
             store.drop(ref)
             if progress is not None:
                 progress(f"{op} {trial + 1}/{trials}")
+            if upcoming is not None:
+                ref = new_ref()
+                setup(store, ref, op)
     finally:
         if upcoming is not None:
             upcoming.close()
     return outcome
+
+
+def _check(
+    store: Any, ref: Any, op: str, before: pl.DataFrame, after: pl.DataFrame, outcome: Outcome, what: str
+) -> None:
+    """The killed table opens, holds the before or the after state, and a rerun reaches after."""
+    try:
+        state = content(store, ref)
+    except Exception as exc:
+        outcome.failures.append(f"{what}: the table does not open: {type(exc).__name__}: {exc}")
+        return
+    if state.equals(before):
+        outcome.states["before"] += 1
+    elif state.equals(after):
+        outcome.states["after"] += 1
+    else:
+        outcome.failures.append(
+            f"{what}: content is neither before ({before.height} rows) nor after ({after.height} rows): "
+            f"{state.height} rows"
+        )
+        return
+    try:
+        apply(store, ref, op)  # a rerun converges
+        rerun = content(store, ref)
+    except Exception as exc:
+        outcome.failures.append(f"{what}: the rerun failed: {type(exc).__name__}: {exc}")
+        return
+    if not rerun.equals(after):
+        outcome.failures.append(f"{what}: the rerun left {rerun.height} rows, not the after state")
 
 
 if __name__ == "__main__":
