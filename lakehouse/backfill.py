@@ -15,12 +15,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from lakehouse.automation import FRESHNESS_CHECK
 from lakehouse.exceptions import LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.instance import InProcessRuns
 
 __all__ = ["BackfillError", "BackfillPlan", "launch_backfill", "plan_backfill", "run_backfill_in_process"]
 
@@ -126,8 +129,17 @@ def run_backfill_in_process(
     instance: dg.DagsterInstance,
     *,
     progress: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> BackfillOutcome:
-    """Execute the plan's runs one after the other in this process (no daemon needed)."""
+    """Execute the plan's runs one after the other in this process (no daemon needed).
+
+    Launched through :class:`~lakehouse.instance.InProcessRuns`: runs a killed command left
+    behind are failed and their table slots freed first, a table held by a live run is waited
+    for with a bound, and Ctrl-C or SIGTERM stops the backfill instead of going on with its next
+    run. ``notify`` hears about both (default: stderr).
+    """
+    from lakehouse.instance import InProcessRuns
+
     # the data checks of the selected assets run with them; freshness is judged on its own schedule
     checks = [
         k for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key in plan.keys and k.name != FRESHNESS_CHECK
@@ -138,28 +150,43 @@ def run_backfill_in_process(
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     outcome = BackfillOutcome()
     started = time.perf_counter()
-    for first, last in plan.runs:
-        tags = {RANGE_START: first, RANGE_END: last, "lakehouse/backfill": f"{plan.start}..{plan.end}"}
-        result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False)
-        failed_checks = [
-            f"{e.asset_key.to_user_string()}:{e.check_name}"
-            for e in result.get_asset_check_evaluations()
-            if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-        ]
-        outcome.runs.append(
-            {
-                "range": f"{first}..{last}",
-                "run_id": result.run_id,
-                "success": result.success,
-                "failed_checks": failed_checks,
-            }
-        )
-        if progress:
-            progress(f"{first}..{last}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
-        if not result.success:
-            break
+    with InProcessRuns(instance, "lakehouse backfill", notify=notify) as launcher:
+        for first, last in plan.runs:
+            if not _run_one(job, plan, first, last, launcher, quiet, outcome, progress):
+                break
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _run_one(
+    job: Any,
+    plan: BackfillPlan,
+    first: str,
+    last: str,
+    launcher: InProcessRuns,
+    run_config: dict[str, Any],
+    outcome: BackfillOutcome,
+    progress: Callable[[str], None] | None,
+) -> bool:
+    """One run of the plan (partitions ``first..last``), recorded in ``outcome``; False if it failed."""
+    tags = {RANGE_START: first, RANGE_END: last, "lakehouse/backfill": f"{plan.start}..{plan.end}"}
+    result = launcher.execute(job, tags=tags, run_config=run_config, raise_on_error=False)
+    failed_checks = [
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    outcome.runs.append(
+        {
+            "range": f"{first}..{last}",
+            "run_id": result.run_id,
+            "success": result.success,
+            "failed_checks": failed_checks,
+        }
+    )
+    if progress:
+        progress(f"{first}..{last}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
+    return bool(result.success)
 
 
 def launch_backfill(url: str, plan: BackfillPlan, *, title: str | None = None, timeout: float = 30.0) -> str:

@@ -121,22 +121,31 @@ def run_daily(
     import dagster as dg
 
     from lakehouse.definitions import DAILY_JOB, build_definitions
+    from lakehouse.instance import InProcessRuns
 
     # built now, from the current settings (not the module-level defs of an earlier import)
     job = build_definitions().resolve_job_def(DAILY_JOB)
     runs: list[dict[str, Any]] = []
-    with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as stack:
+    with (
+        dg.DagsterInstance.get() as instance,
+        InProcessRuns(instance, "lakehouse demo", notify=_say) as launcher,
+        contextlib.ExitStack() as stack,
+    ):
         keys: Iterable[str] = partition_keys
         if show_progress:
             keys = stack.enter_context(
                 click.progressbar(partition_keys, label="materialising", show_pos=True, file=sys.stderr)
             )
         for key in keys:
-            result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET
-            )
+            result = launcher.execute(job, partition_key=key, raise_on_error=False, run_config=_QUIET)
             runs.append(_run_record(result, key))
     return runs
+
+
+def _say(message: str) -> None:
+    """What a command says while its runs go on (a dead run recovered, a table it waits for): on
+    stderr, which stays visible when stdout carries JSON or is silenced."""
+    click.echo(message, err=True)
 
 
 def run_after_daily(partition_keys: Sequence[str], *, verbose: bool = False) -> list[dict[str, Any]]:
@@ -146,10 +155,11 @@ def run_after_daily(partition_keys: Sequence[str], *, verbose: bool = False) -> 
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from lakehouse.definitions import GOVERNANCE_JOB, NIGHTLY_JOB, build_definitions
+    from lakehouse.instance import InProcessRuns
 
     defs = build_definitions()
     runs: list[dict[str, Any]] = []
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, InProcessRuns(instance, "lakehouse demo", notify=_say) as launcher:
         for name in (NIGHTLY_JOB, GOVERNANCE_JOB):
             job = defs.resolve_job_def(name)
             if not job.asset_layer.executable_asset_keys:
@@ -160,9 +170,7 @@ def run_after_daily(partition_keys: Sequence[str], *, verbose: bool = False) -> 
                     ASSET_PARTITION_RANGE_START_TAG: partition_keys[0],
                     ASSET_PARTITION_RANGE_END_TAG: partition_keys[-1],
                 }
-            result = job.execute_in_process(
-                instance=instance, tags=tags, raise_on_error=False, run_config=_run_config(verbose)
-            )
+            result = launcher.execute(job, tags=tags, raise_on_error=False, run_config=_run_config(verbose))
             runs.append(_run_record(result, f"{partition_keys[0]}..{partition_keys[-1]}" if tags else "-"))
     return runs
 
@@ -248,7 +256,7 @@ def demo(days: int, fmt: str | None, seed: int, scale: float, reset: bool, as_js
     if reset:
         reset_lake(settings)
     _refuse_format_switch(settings)
-    prepare_dagster_home(settings)
+    prepare_dagster_home(settings, notify=_say)
     started = time.perf_counter()
     truth = generate(settings, SimulationConfig(start=settings.start_date, days=days, seed=seed, scale=scale))
     keys = partition_dates(settings.start_date, days)
@@ -846,11 +854,9 @@ def backfill(
 
     from lakehouse.instance import prepare_dagster_home
 
-    prepare_dagster_home(settings)
+    prepare_dagster_home(settings, notify=_say)
     with dg.DagsterInstance.get() as instance, _job_output(verbose=False):
-        outcome = run_backfill_in_process(
-            defs, plan, instance, progress=None if as_json else lambda line: click.echo(line, err=True)
-        )
+        outcome = run_backfill_in_process(defs, plan, instance, progress=None if as_json else _say, notify=_say)
     summary.update({"runs": outcome.runs, "seconds": round(outcome.seconds, 2), "success": outcome.success})
     if as_json:
         _dump(summary)
@@ -858,6 +864,31 @@ def backfill(
         click.echo(f"{len(outcome.runs)} run(s) in {outcome.seconds:.1f}s: {'ok' if outcome.success else 'FAILED'}")
     if not outcome.success:
         sys.exit(1)
+
+
+@cli.group("runs")
+def runs_group() -> None:
+    """Runs on the Dagster instance of the state folder."""
+
+
+@runs_group.command("free")
+@click.argument("run_id")
+def runs_free(run_id: str) -> None:
+    """Fail RUN_ID (unless it has ended) and free the table slots it holds.
+
+    A command waiting for a table names this when the run holding it cannot be seen from here:
+    started on another machine, or by the daemon. A run whose process on this machine is gone
+    needs nothing: the next command fails it and frees its slots by itself.
+    """
+    import dagster as dg
+
+    from lakehouse.instance import free_run, prepare_dagster_home
+
+    prepare_dagster_home(get_settings(), notify=_say)
+    with dg.DagsterInstance.get() as instance:
+        freed = free_run(instance, run_id, by="`lakehouse runs free`")
+    state = f"was {freed.status}, marked failed" if freed.failed else f"had ended ({freed.status})"
+    click.echo(f"run {run_id} ({freed.process}) {state}; freed its slots: {', '.join(freed.pools) or 'none held'}")
 
 
 @cli.command()

@@ -17,7 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["dagster_commands", "group_alive", "run_until_interrupted", "start", "stop"]
+__all__ = ["dagster_commands", "group_alive", "process_alive", "run_until_interrupted", "start", "stop"]
+
+#: seconds a process may seem to have started after a moment it was already running: /proc gives
+#: the boot time in whole seconds and the start time in clock ticks
+START_TIME_SLACK = 2.0
 
 
 def _restore_signals() -> None:  # runs in the child before exec
@@ -91,6 +95,46 @@ def group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             return True
     return False
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError("/proc/stat has no btime line")
+
+
+def process_alive(pid: int, *, running_at: float | None = None) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped does not count).
+
+    With ``running_at`` (epoch seconds, a moment the process is known to have been running, e.g.
+    when it created a run), a process that started later is a stranger reusing the pid of one
+    that is gone: not alive. Without /proc (not Linux) only the pid is asked about.
+    """
+    if pid <= 0:
+        return False
+    stat = Path("/proc") / str(pid) / "stat"
+    if not Path("/proc/self/stat").is_file():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # someone else's process: it exists
+        return True
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    if fields[0] in ("Z", "X"):
+        return False
+    if running_at is None:
+        return True
+    try:
+        started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return True  # cannot tell when it started: assume it is the same process
+    return started <= running_at + START_TIME_SLACK
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]], grace: float = 15.0) -> None:

@@ -28,7 +28,9 @@ for _name in list(os.environ):
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers (s3server)
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+#: real data files the tests read, kept in the repository with their source and licence (tests/data/README.md)
+TEST_DATA = PROJECT_ROOT / "tests" / "data"
+SHARED_DATA = TEST_DATA  # its former name, for tests written before the data moved into the repository
 FORMATS = ("delta", "iceberg")
 REQUIRE_SERVICES = os.environ.get("LAKEHOUSE_REQUIRE_SERVICES") == "1"
 

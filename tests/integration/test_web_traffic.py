@@ -1,5 +1,5 @@
 """The Spark job (spark/web_traffic.py) on a real local Spark session equals its polars twin: on
-crafted sessions, on the shared real Apache log, and as the gold asset over the demo lake."""
+crafted sessions, on a real Apache log (tests/data), and as the gold asset over the demo lake."""
 
 import datetime as dt
 import importlib.util
@@ -9,7 +9,7 @@ import time
 import dagster as dg
 import polars as pl
 import pytest
-from conftest import SHARED_DATA, require
+from conftest import TEST_DATA, require
 from polars.testing import assert_frame_equal
 
 from lakehouse.ingest.readers import read_file
@@ -80,7 +80,7 @@ def test_spark_sessions_equal_polars(spark):
 
 
 def shared_log_requests() -> pl.DataFrame:
-    rows = read_file((SHARED_DATA / "apache_logs" / "apache_logs.gz").read_bytes(), source="apache_logs.gz").rows
+    rows = read_file((TEST_DATA / "apache_logs" / "apache_logs.gz").read_bytes(), source="apache_logs.gz").rows
     return rows.select(
         pl.col("request_ts").dt.date().alias("log_date"),
         "client_ip",
@@ -94,7 +94,7 @@ def shared_log_requests() -> pl.DataFrame:
 def test_daily_traffic_over_the_shared_log_gives_its_known_answers_on_both_engines(spark):
     requests = shared_log_requests()
     want = daily_web_traffic_polars(requests, EVENTS.clear())
-    # 2015-05-17 .. 2015-05-20; 9,999 parsed lines, 2,747,282,505 bytes, three 500s (data/README.md)
+    # 2015-05-17 .. 2015-05-20; 9,999 parsed lines, 2,747,282,505 bytes, three 500s (tests/data/README.md)
     assert want.get_column("traffic_date").to_list() == [dt.date(2015, 5, d) for d in range(17, 21)]
     assert want.get_column("requests").sum() == 9_999
     assert want.get_column("bytes_served").sum() == 2_747_282_505

@@ -1,14 +1,14 @@
-"""Every landing format and encoding, with real bytes written here; known answers for the shared log."""
+"""Every landing format and encoding, with real bytes written here; known answers for a real Apache log (tests/data)."""
 
 import datetime as dt
 import gzip
 import io
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import TEST_DATA
 
 from lakehouse.exceptions import UnreadableFileError
 from lakehouse.ingest.bronze import prepare_bronze
@@ -16,7 +16,7 @@ from lakehouse.ingest.csv_reader import CsvOptions, read_csv
 from lakehouse.ingest.infer import infer_types
 from lakehouse.ingest.readers import count_records, detect_format, read_file
 
-SHARED_LOG = Path(__file__).resolve().parents[3] / "shared" / "data" / "apache_logs" / "apache_logs.gz"
+APACHE_LOG = TEST_DATA / "apache_logs" / "apache_logs.gz"
 NOW = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 TEXT = "id,name,city\n1,José,München\n2,Zoë,Kraków\n"
 
@@ -218,8 +218,8 @@ def test_parquet_and_avro_round_trip():
         read_file(b"PAR1 junk", source="junk.parquet", fmt="parquet")
 
 
-def test_the_shared_apache_log_gives_the_known_answers():
-    result = read_file(SHARED_LOG.read_bytes(), source="apache_logs.gz")
+def test_the_real_apache_log_gives_the_known_answers():
+    result = read_file(APACHE_LOG.read_bytes(), source="apache_logs.gz")
     assert result.info["format"] == "log" and result.info["compression"] == "gzip"
     rows = result.rows
     assert rows.height == 9_999
@@ -232,7 +232,7 @@ def test_the_shared_apache_log_gives_the_known_answers():
     # 2015-05-17 10:05 to 2015-05-20 21:05 UTC (the data's README)
     assert rows.get_column("request_ts").min() >= dt.datetime(2015, 5, 17, 10, 5, tzinfo=dt.UTC)
     assert rows.get_column("request_ts").max() < dt.datetime(2015, 5, 20, 21, 6, tzinfo=dt.UTC)
-    assert count_records(SHARED_LOG.read_bytes(), fmt="log") == 10_000
+    assert count_records(APACHE_LOG.read_bytes(), fmt="log") == 10_000
 
 
 def test_log_variants_vhost_ipv6_missing_bytes_extra_fields_and_truncation():
@@ -271,7 +271,7 @@ def test_format_detection():
         detect_format(
             "access.log.2.gz",
             gzip.compress(
-                SHARED_LOG.read_bytes()[:0] + b'1.2.3.4 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 1\n'
+                APACHE_LOG.read_bytes()[:0] + b'1.2.3.4 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 1\n'
             ),
         )
         == "log"
