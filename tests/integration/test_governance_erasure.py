@@ -230,7 +230,8 @@ def test_erasure_removes_the_subject_everywhere_and_keeps_everything_else(settin
 
     _build_lake(settings, store)
     defs = _defs(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
+    # a persistent instance, as the CLI uses: the recompute runs go through InProcessRuns there
+    with dg.DagsterInstance.get() as instance:
         job = defs.resolve_implicit_global_asset_job_def()
         for day in DAYS:
             assert job.execute_in_process(partition_key=day, instance=instance).success

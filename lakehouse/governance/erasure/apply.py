@@ -206,8 +206,12 @@ def dagster_launcher(defs: Any, instance: Any) -> Launcher:
         from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
         from lakehouse.automation import FRESHNESS_CHECK
+        from lakehouse.instance import InProcessRuns
 
         done = []
+        # a persistent instance is shared with other commands and the daemon: its runs are launched
+        # like every command's (tagged with this process, a bounded and interruptible slot wait)
+        runs = None if instance is None or instance.is_ephemeral else InProcessRuns(instance, "lakehouse erase")
         groups: dict[tuple[str, ...], list[list[str]]] = {}
         for key, days in recompute:
             groups.setdefault(tuple(days), []).append(key)
@@ -227,12 +231,15 @@ def dagster_launcher(defs: Any, instance: Any) -> Launcher:
                 if partitions
                 else {}
             )
-            result = resolved.execute_in_process(
-                instance=instance,
-                tags={**tags, "lakehouse/erasure": "recompute"},
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
+            run_tags = {**tags, "lakehouse/erasure": "recompute"}
+            quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            if runs is not None:
+                with runs:
+                    result = runs.execute(resolved, tags=run_tags, raise_on_error=False, run_config=quiet)
+            else:
+                result = resolved.execute_in_process(
+                    instance=instance, tags=run_tags, raise_on_error=False, run_config=quiet
+                )
             checks = [
                 {
                     "check": f"{e.asset_key.to_user_string()}:{e.check_name}",
