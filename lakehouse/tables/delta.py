@@ -477,19 +477,24 @@ class DeltaStore(TableStore):
         before = self.info(ref).files
         # full: also the change-data files and files no log entry lists (a plain vacuum keeps _change_data/)
         removed = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
-        # the log keeps the statistics (min/max values) of every file ever added: checkpoint the
-        # current state and drop the log entries before it, then put the log retention back
+        retention = self._drop_log_history(ref)
+        info = self.info(ref)
+        return MaintenanceResult(
+            table=str(ref), operation="PURGE_HISTORY", files_before=before + len(removed), files_after=info.files,
+            files_removed=len(removed), version=info.version, details={"log_retention": retention},
+        )  # fmt: skip
+
+    def _drop_log_history(self, ref: TableRef) -> str:
+        """The log keeps the statistics (min/max values) of every file ever added: checkpoint the
+        current state and drop the log entries before it, then put the log retention back (returned)."""
+        table = self._table(ref)
         retention = table.metadata().configuration.get(_LOG_RETENTION) or "interval 30 days"
         table.alter.set_table_properties({_LOG_RETENTION: "interval 0 seconds"})
         table = self._table(ref)
         table.create_checkpoint()
         table.cleanup_metadata()
         self._table(ref).alter.set_table_properties({_LOG_RETENTION: retention})
-        info = self.info(ref)
-        return MaintenanceResult(
-            table=str(ref), operation="PURGE_HISTORY", files_before=before + len(removed), files_after=info.files,
-            files_removed=len(removed), version=info.version, details={"log_retention": retention},
-        )  # fmt: skip
+        return str(retention)
 
     def purge_history_sparing_writes(self, ref: TableRef, *, grace: dt.timedelta) -> MaintenanceResult:
         """:meth:`purge_history` for right-to-erasure that cannot break a write in flight: a data
@@ -522,13 +527,7 @@ class DeltaStore(TableStore):
             if relative in logged or (entry.mtime is not None and entry.mtime < cutoff):
                 fs.delete_file(entry.path)
                 removed.append(relative)
-        # the log keeps the statistics (min/max values) of every file ever added (see purge_history)
-        retention = table.metadata().configuration.get(_LOG_RETENTION) or "interval 30 days"
-        table.alter.set_table_properties({_LOG_RETENTION: "interval 0 seconds"})
-        table = self._table(ref)
-        table.create_checkpoint()
-        table.cleanup_metadata()
-        self._table(ref).alter.set_table_properties({_LOG_RETENTION: retention})
+        retention = self._drop_log_history(ref)
         info = self.info(ref)
         return MaintenanceResult(
             table=str(ref), operation="PURGE_HISTORY", files_before=info.files + len(removed), files_after=info.files,
