@@ -75,8 +75,8 @@ def test_parse_test_decoding_lines():
     assert lsn_to_int("16/B374D848") == 0x16B374D848
 
 
-def test_watermark_mode_captures_each_change_once(pg, table, store):
-    options = CdcOptions(table=f"public.{table}", primary_key=["id"], mode="watermark", deleted_flag="deleted_at")
+def _seed(pg, table: str) -> None:
+    """Rows 1, 2 and 3, stamped 10:01, 10:02 and 10:03 on 2024-01-01."""
     execute(
         pg,
         *[
@@ -87,6 +87,11 @@ def test_watermark_mode_captures_each_change_once(pg, table, store):
             for i in (1, 2, 3)
         ],
     )
+
+
+def test_watermark_mode_captures_each_change_once(pg, table, store):
+    options = CdcOptions(table=f"public.{table}", primary_key=["id"], mode="watermark", deleted_flag="deleted_at")
+    _seed(pg, table)
     assert run(store, options)[0] == 3
     execute(
         pg,
@@ -257,16 +262,7 @@ def test_watermark_mode_keeps_a_row_committed_after_a_later_watermark(pg, table,
     """A long transaction stamps ``updated_at`` (e.g. ``now()``, its start time) before another
     transaction that commits and is captured first: the late row is older than the watermark."""
     options = CdcOptions(table=f"public.{table}", primary_key=["id"], mode="watermark", deleted_flag="deleted_at")
-    execute(
-        pg,
-        *[
-            (
-                f"INSERT INTO public.{table} (id, name, balance, updated_at) VALUES (%s, %s, %s, %s)",
-                (i, f"n{i}", i * 10, dt.datetime(2024, 1, 1, 10, i, tzinfo=dt.UTC)),
-            )
-            for i in (1, 2, 3)
-        ],
-    )
+    _seed(pg, table)
     assert run(store, options)[0] == 3
     t1 = _transaction()
     try:
