@@ -39,7 +39,7 @@ from lakehouse.governance.classifier import PiiClass
 from lakehouse.governance.policy import Policy, Strategy
 from lakehouse.naming import TableRef
 from lakehouse.settings import Settings
-from lakehouse.sql import quote_ident, quote_literal
+from lakehouse.sql import quote_ident
 from lakehouse.tables.schema import is_text_type
 
 __all__ = [
@@ -301,16 +301,18 @@ def trino_type(t: pa.DataType) -> str:
     return "varchar"
 
 
-def trino_expression(mask: ColumnMask, key_sql: str) -> str:
+def trino_expression(mask: ColumnMask, key_sql: str | None) -> str:
     """A Trino column-mask expression of the column's own type (Trino requires it).
 
-    ``key_sql`` is the key as a SQL varchar literal."""
+    ``key_sql`` is the key as a SQL varchar literal. Without it a keyed hash cannot be computed:
+    the column is hidden entirely (NULL), never hashed with a key someone else could know (an
+    unkeyed or public-key hash of an id is reversed by enumerating ids)."""
     column = quote_ident(mask.column)
     text = f"CAST({column} AS varchar)"
     t = mask.arrow_type
     digest = f"hmac_sha256(to_utf8({text}), to_utf8({key_sql}))"
     expr: str | None = None
-    if mask.strategy == "hash":
+    if mask.strategy == "hash" and key_sql is not None:
         if pa.types.is_integer(t) and trino_type(t) == "bigint":
             expr = f"CASE WHEN {column} IS NULL THEN NULL ELSE from_big_endian_64(substr({digest}, 1, 8)) END"
         elif is_text_type(t):
@@ -336,11 +338,13 @@ def trino_rules(
 
     ``tables`` holds ``(ref, schema, pii classes by column, trino catalog)``. Roles map to Trino
     groups of the same name (configure a group provider, e.g. the file group provider);
-    ``service_users`` (the code location's own user, which registers tables) keep full access. Without
-    ``key_sql`` the key stays a placeholder: render the file with ``lakehouse masking trino-rules
-    --output ...`` where ``LAKEHOUSE_MASKING_KEY`` is set.
+    ``service_users`` (the code location's own user, which registers tables) keep full access.
+    Without ``key_sql`` the rules fail closed: columns masked by a keyed hash are hidden entirely
+    (Trino does not expand variables in this file, so a placeholder key would be a public key).
+    Render the deployed file with ``lakehouse masking trino-rules --with-key --output ...`` where
+    ``LAKEHOUSE_MASKING_KEY`` is set, outside the repository.
     """
-    key = key_sql or quote_literal("${LAKEHOUSE_MASKING_KEY}")
+    key = key_sql
     rules: list[dict[str, Any]] = []
     for role in policy.roles.values():
         for ref, schema, pii, catalog in tables:

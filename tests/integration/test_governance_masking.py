@@ -4,6 +4,7 @@ values and are audited; the DuckDB guard and the generated Trino rules (both for
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import stat
 
@@ -131,7 +132,9 @@ def test_trino_rules_mask_personal_data_for_analysts_only(shop, lake):
     pii = pii_columns(shop, [(i.ref, i.format) for i in infos], lake=lake)
     catalog = {"delta": "delta_lake", "iceberg": "iceberg"}
     rules = trino_rules(
-        load_policy(), [(i.ref, lake.store(i.format).schema(i.ref), pii[i.ref], catalog[i.format]) for i in infos]
+        load_policy(),
+        [(i.ref, lake.store(i.format).schema(i.ref), pii[i.ref], catalog[i.format]) for i in infos],
+        key_sql="'k-0123456789'",
     )
     tables = rules["tables"]
     assert tables[-1] == {"privileges": []}  # anything not listed is denied
@@ -144,7 +147,21 @@ def test_trino_rules_mask_personal_data_for_analysts_only(shop, lake):
     assert all("columns" not in r for r in steward.values())
     for expression in masks.values():
         sqlglot.parse_one(expression, read="trino")  # every mask is valid Trino SQL
-    assert "${LAKEHOUSE_MASKING_KEY}" in masks["email"]  # the key is rendered only for deployment
+    # without the key the rules fail closed: no hash with a placeholder (Trino would use it as a
+    # public key, and every hashed id could be reversed by enumerating ids), the columns are hidden
+    keyless = trino_rules(
+        load_policy(), [(i.ref, lake.store(i.format).schema(i.ref), pii[i.ref], catalog[i.format]) for i in infos]
+    )
+    text = json.dumps(keyless)
+    assert "hmac_sha256" not in text and "${" not in text
+    hidden = {c["name"]: c["mask"] for c in _analyst(keyless, "silver_shop", "customers")["columns"]}
+    assert hidden["email"] == "CAST(NULL AS varchar)" and hidden["customer_id"] == "CAST(NULL AS bigint)"
+
+
+def _analyst(rules, schema, table):
+    return next(
+        r for r in rules["tables"] if r.get("group") == "analyst" and (r["schema"], r["table"]) == (schema, table)
+    )
 
 
 def test_analysts_cannot_map_surrogate_keys_back_by_enumerating_ids(shop, store):

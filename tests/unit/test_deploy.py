@@ -153,6 +153,27 @@ def test_trino_gets_every_variable_its_catalogs_read():
     assert "./trino/catalog" in mounts
 
 
+def test_trino_loads_the_access_control_and_the_committed_rules_hold_no_key():
+    """The roles are enforced only if Trino loads the rules; a rules file with a hash key in it
+    (or a ${...} placeholder, which Trino does not expand: a public key) makes every hashed id
+    reversible by enumerating ids."""
+    mounts = {
+        v.rsplit(":", 2)[-2] if v.endswith(":ro") else v.split(":")[-1] for v in COMPOSE["services"]["trino"]["volumes"]
+    }
+    for target in (
+        "/etc/trino/access-control.properties",
+        "/etc/trino/group-provider.properties",
+        "/etc/trino/access-control/rules.json",
+        "/etc/trino/access-control/groups.txt",
+    ):
+        assert target in mounts, f"the trino service does not mount {target}"
+    properties = (DEPLOY / "trino" / "access-control" / "access-control.properties").read_text()
+    assert "security.config-file=/etc/trino/access-control/rules.json" in properties
+    rules = (DEPLOY / "trino" / "access-control" / "rules.json").read_text()
+    assert "hmac" not in rules and "${" not in rules
+    assert '"mask"' in rules  # personal columns are still masked (hidden) for analysts
+
+
 def test_referenced_files_exist():
     for name, service in COMPOSE["services"].items():
         for volume in service.get("volumes", []):
