@@ -226,7 +226,7 @@ def test_no_secret_reaches_storage_logs_metadata_or_errors(
 ):
     from servers import alert_servers, make_certificates
 
-    from lakehouse.cli import run_daily, simulated_services
+    from lakehouse.cli import run_after_daily, run_daily, simulated_services
     from lakehouse.partitions import partition_dates
     from lakehouse.settings import get_settings
     from lakehouse.simulator import SimulationConfig, generate
@@ -297,8 +297,12 @@ def test_no_secret_reaches_storage_logs_metadata_or_errors(
             import os
 
             values["RETAIL_API_KEY (REST source)"] = os.environ["RETAIL_API_KEY"]
-            runs = run_daily(list(partition_dates(settings.start_date, 1)), show_progress=False)
+            days = list(partition_dates(settings.start_date, 1))
+            runs = run_daily(days, show_progress=False)
+            # then the nightly job: the dbt marts (dbt's logs and run artifacts are searched too)
+            runs += run_after_daily(days)
         assert runs[0]["success"], runs[0]["errors"]
+        assert any(c["check"].startswith("gold/marts/") for r in runs for c in r["checks"]), "dbt did not run"
 
         # the catalog really is the role's database, reached with the URI holding the password
         import psycopg2
@@ -390,7 +394,7 @@ def test_no_secret_reaches_storage_logs_metadata_or_errors(
         found += hits(where, data, values)
     for where, data in s3_objects(leak_s3, prefix):
         found += hits(where, data, values)
-    # dbt (the daily marts run in the daily job) writes its logs and run artifacts in the project
+    # dbt (the marts run in the nightly job) writes its logs and run artifacts in the project
     dbt_outputs = [
         p
         for folder in ("target", "logs")
