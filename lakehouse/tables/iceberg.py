@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import io
 import re
 import uuid
 import warnings
@@ -36,7 +37,7 @@ from lakehouse.tables.base import (
 from lakehouse.tables.predicates import Predicate, all_of, col, to_iceberg, to_polars
 from lakehouse.tables.schema import conform, plan_write
 
-__all__ = ["IcebergStore", "open_catalog"]
+__all__ = ["IcebergStore", "avro_values", "open_catalog"]
 
 _STANDARD_SUMMARY = re.compile(
     r"^(operation|added|deleted|removed|total|changed|replace|partition|engine|iceberg)[-.]?"
@@ -668,3 +669,39 @@ def _fs_path(uri: str) -> str:
         if uri.startswith(prefix):
             return uri[len(prefix) :]
     return uri
+
+
+def avro_values(data: bytes) -> Iterator[object]:
+    """Every scalar in an Avro container file (an Iceberg manifest or manifest list), decoded and
+    decompressed by pyiceberg's reader: erasure's verification searches column bounds in them."""
+    from pyiceberg.avro.file import AvroFile
+    from pyiceberg.io import InputFile, InputStream
+    from pyiceberg.typedef import Record
+
+    class _Memory(InputFile):
+        def __len__(self) -> int:
+            return len(data)
+
+        def exists(self) -> bool:
+            return True
+
+        def open(self, seekable: bool = True) -> InputStream:
+            return io.BytesIO(data)
+
+    def walk(item: object) -> Iterator[object]:
+        if isinstance(item, Record):
+            for i in range(len(item)):
+                yield from walk(item[i])
+        elif isinstance(item, Mapping):
+            for k, v in item.items():
+                yield from walk(k)
+                yield from walk(v)
+        elif isinstance(item, (list, tuple)):
+            for v in item:
+                yield from walk(v)
+        else:
+            yield item
+
+    with AvroFile[Record](_Memory("memory")) as reader:
+        for record in reader:
+            yield from walk(record)

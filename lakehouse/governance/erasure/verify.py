@@ -10,9 +10,8 @@ files are gone is the only read failure that counts as clean (it can leak nothin
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,43 +208,10 @@ def _scan_file(settings: Settings, uri: str, values: _Values) -> list[str]:
         docs = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
         return ["log"] if values.in_doc(docs) else []
     if name.endswith(".avro"):  # Iceberg manifests and manifest lists: column bounds among the values
-        return ["bounds"] if any(values.in_bound(v) for v in _avro_leaves(data)) else []
+        from lakehouse.tables.iceberg import avro_values  # only Iceberg tables have them: loaded then
+
+        return ["bounds"] if any(values.in_bound(v) for v in avro_values(data)) else []
     raise ValueError(f"no reader for {name}")  # fail closed: a file we cannot decode is not clean
-
-
-def _avro_leaves(data: bytes) -> Iterator[object]:
-    """Every scalar in an Avro container file (decoded and decompressed by pyiceberg's reader)."""
-    from pyiceberg.avro.file import AvroFile
-    from pyiceberg.io import InputFile, InputStream
-    from pyiceberg.typedef import Record
-
-    class _Memory(InputFile):
-        def __len__(self) -> int:
-            return len(data)
-
-        def exists(self) -> bool:
-            return True
-
-        def open(self, seekable: bool = True) -> InputStream:
-            return io.BytesIO(data)
-
-    def walk(item: object) -> Iterator[object]:
-        if isinstance(item, Record):
-            for i in range(len(item)):
-                yield from walk(item[i])
-        elif isinstance(item, Mapping):
-            for k, v in item.items():
-                yield from walk(k)
-                yield from walk(v)
-        elif isinstance(item, (list, tuple)):
-            for v in item:
-                yield from walk(v)
-        else:
-            yield item
-
-    with AvroFile[Record](_Memory("memory")) as reader:
-        for record in reader:
-            yield from walk(record)
 
 
 def verify_absent(
