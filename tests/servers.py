@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
+
+from dagster_ui import free_port
 
 WEBHOOK_PATH = "/hooks/T000/B000/s3cr3t"  # shaped like a Slack URL: the token is part of the path
 RECIPIENTS = "oncall@example.com, data@example.com"
@@ -50,12 +51,6 @@ class AlertServers:
         if not self.log.is_file():
             return []
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -155,7 +150,7 @@ def smtp_server(
     from aiosmtpd.handlers import Message as MessageHandler
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-    port = _free_port()  # aiosmtpd connects to itself to confirm it is up: no port 0
+    port = free_port()  # aiosmtpd connects to itself to confirm it is up: no port 0
     server = SmtpServer(port=port)
 
     class Inbox(MessageHandler):

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,13 +15,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dagster_ui import free_port
+
 SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "local" / "trino.sh"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def install() -> Path:
@@ -120,7 +115,7 @@ def start(catalog_dir: Path, env: dict[str, str], *, heap: str = "1G") -> TrinoS
     :meth:`TrinoServer.wait`): the caller can build its lakes while the JVM starts. ``env`` holds
     what the catalogs' ``${ENV:...}`` references need (secrets reach Trino only this way)."""
     state = Path(tempfile.mkdtemp(prefix="trino-"))
-    port = _free_port()
+    port = free_port()
     full_env = {
         **os.environ,
         **env,

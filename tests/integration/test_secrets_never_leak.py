@@ -214,11 +214,9 @@ def catalog_database() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def closed_port() -> int:
-    import socket
+    from dagster_ui import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()  # free, so nothing answers there
 
 
 def test_no_secret_reaches_storage_logs_metadata_or_errors(
