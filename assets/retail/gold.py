@@ -252,6 +252,15 @@ def _dimension_asset(dim: Dimension) -> dg.AssetsDefinition:
     return _dim
 
 
+def _redacted_sample(bad: pl.DataFrame, nk: str, lake: Lake) -> list[dict[str, object]]:
+    """Rows of a failed check as metadata: natural keys are personal (customer_id), so only their
+    keyed hashes leave the tables."""
+    if bad.is_empty():
+        return []  # a passing check reads no key
+    key = redaction_key(lake.settings)
+    return [{nk: redact_value(row[nk], key), "current": row["current"]} for row in bad.to_dicts()]
+
+
 def _dimension_checks(dim: Dimension) -> list[dg.AssetChecksDefinition]:
     ref, nk, sk = dim.ref, dim.spec.natural_key, dim.spec.surrogate_key
 
@@ -267,13 +276,7 @@ def _dimension_checks(dim: Dimension) -> list[dg.AssetChecksDefinition]:
             metadata={
                 "keys": counts.height,
                 "bad_keys": bad.height,
-                # natural keys are personal (customer_id): only their keyed hashes leave the tables
-                "sample": dg.MetadataValue.json(
-                    [
-                        {nk: redact_value(row[nk], redaction_key(lake.settings)), "current": row["current"]}
-                        for row in bad.head(5).to_dicts()
-                    ]
-                ),
+                "sample": dg.MetadataValue.json(_redacted_sample(bad.head(5), nk, lake)),
             },
         )
 
