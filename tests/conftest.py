@@ -33,6 +33,8 @@ TEST_DATA = PROJECT_ROOT / "tests" / "data"
 SHARED_DATA = TEST_DATA  # its former name, for tests written before the data moved into the repository
 FORMATS = ("delta", "iceberg")
 REQUIRE_SERVICES = os.environ.get("LAKEHOUSE_REQUIRE_SERVICES") == "1"
+#: fixtures of the live-Trino tests, shared by their modules (one server per session)
+pytest_plugins = ["trino_fixtures"]
 
 
 def require(available: bool, reason: str) -> None:
