@@ -10,8 +10,12 @@ current one runs, so a trial costs about one operation plus one table set-up.
 
 Used by ``tests/integration/test_fault_injection.py`` (a few trials per case, in CI) and by
 ``bench/faults.py`` (``make faults``: 50 trials per case, the figures of the closing note).
-Erasure has its own kill -9 suite (``tests/integration/test_erasure_safety.py``): it is a plan of
-many table operations with a journal, not one operation.
+Erasure (``run_erasure_trials``) is a plan of many table operations with a journal, not one
+operation: a killed erasure may leave the lake between before and after, and the promise is
+that every table still opens, the pending journal holds no clear value, and running the erasure
+again finishes it (the subject gone everywhere, everyone else kept, certificates verified, no
+pool slot left held). Each erasure trial gets a lake of its own (state folder, Dagster instance,
+warehouse and landing).
 
     python tests/faults.py worker      (internal: the process that gets killed)
 """
@@ -33,11 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import erasure_lake
 import polars as pl
 
 OPERATIONS = ("overwrite_partitions", "merge", "append", "compact", "restore")
 DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(4)]
 ROWS_PER_DAY = 400
+ERASURE = "erasure"  # the erasure of erasure_lake's subject (run_erasure_trials)
+ERASURE_STATES = ("not_started", "pending", "finished")  # where a kill left an erasure
 TOKEN_KEY = "lakehouse.faults.token"  # an append's idempotency token, kept in its commit metadata
 
 
@@ -103,17 +110,24 @@ def content(store: Any, ref: Any) -> pl.DataFrame:
 
 
 def _worker() -> None:
+    from lakehouse.governance.erasure import erase
     from lakehouse.naming import TableRef
+    from lakehouse.settings import get_settings
     from lakehouse.tables import Lake
 
     store = Lake().store()
     store.exists(TableRef("bronze", "faults", "warmup"))  # the format library and catalog are loaded
+    if sys.argv[2:] == [ERASURE]:  # the erasure's modules loaded: a kill lands in its work, not imports
+        erase(get_settings(), column="email", value="warm-up@invalid", dry_run=True, recompute=False)
     print("ready", flush=True)
     for line in sys.stdin:
         job = json.loads(line)
-        ref = TableRef(*job["table"].split("."))
         started = time.perf_counter()
-        apply(store, ref, job["op"])
+        if job["op"] == ERASURE:
+            os.environ.update(job["env"])  # the trial's own lake and Dagster instance
+            erase(get_settings(), column="email", value=erasure_lake.ANN, recompute=False)
+        else:
+            apply(store, TableRef(*job["table"].split(".")), job["op"])
         print(json.dumps({"done": time.perf_counter() - started}), flush=True)
 
 
@@ -122,9 +136,9 @@ class Worker:
     process: subprocess.Popen[str]
 
     @classmethod
-    def start(cls, env: Mapping[str, str]) -> Worker:
+    def start(cls, env: Mapping[str, str], op: str = "") -> Worker:
         process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "worker"],
+            [sys.executable, str(Path(__file__).resolve()), "worker", *([op] if op == ERASURE else [])],
             env=dict(env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -140,9 +154,9 @@ class Worker:
             self.process.kill()
             raise RuntimeError(f"fault worker did not start: {line!r} {self.stderr()}")
 
-    def send(self, op: str, table: str) -> None:
+    def send(self, op: str, table: str = "", env: Mapping[str, str] | None = None) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"op": op, "table": table}) + "\n")
+        self.process.stdin.write(json.dumps({"op": op, "table": table, "env": dict(env or {})}) + "\n")
         self.process.stdin.flush()
 
     def result(self) -> float:
@@ -187,11 +201,11 @@ class Outcome:
     duration: float = 0.0
 
     def row(self) -> dict[str, Any]:
+        states = ERASURE_STATES if self.op == ERASURE else ("before", "after")
         return {
             "op": self.op,
             "trials": self.trials,
-            "before": self.states["before"],
-            "after": self.states["after"],
+            **{state: self.states[state] for state in states},
             "finished_before_kill": self.killed_after_finish,
             "failures": len(self.failures),
             "op_seconds": round(self.duration, 3),
@@ -295,8 +309,169 @@ def _check(
         outcome.failures.append(f"{what}: the rerun left {rerun.height} rows, not the after state")
 
 
+# -- erasure trials -------------------------------------------------------------------------------
+
+
+def _trial_env(env: Mapping[str, str], root: Path, n: int) -> dict[str, str]:
+    """A lake of its own for trial ``n``: state folder, Dagster instance, and (on S3) its own
+    warehouse and landing prefixes."""
+    home = root / f"t{n}"
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    out = {"LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    for name in ("LAKEHOUSE_WAREHOUSE", "LAKEHOUSE_LANDING"):
+        if env.get(name):
+            out[name] = f"{env[name].rstrip('/')}-t{n}"
+    return out
+
+
+def _erasure_setup(env: Mapping[str, str], trial_env: Mapping[str, str]) -> None:
+    from lakehouse.settings import get_settings
+    from lakehouse.tables import Lake
+
+    settings = get_settings({**env, **trial_env})
+    erasure_lake.build(settings, Lake(settings).store())
+
+
+def run_erasure_trials(
+    trials: int,
+    env: Mapping[str, str],
+    root: Path,
+    *,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> Outcome:
+    """``trials`` kill -9 trials of an erasure (tests/erasure_lake.py's subject), each in a lake
+    of its own under ``root`` (and, when ``env`` puts the lake on S3, under prefixes of its own).
+    ``states`` counts where the kill left it: ``not_started`` (no journal yet), ``pending`` (a
+    journal to resume), ``finished`` (certified before the kill)."""
+    rng = random.Random(seed)
+    outcome = Outcome(ERASURE)
+    calibration = _trial_env(env, root, 0)
+    _erasure_setup(env, calibration)
+    worker = Worker.start(env, ERASURE)
+    try:
+        worker.ready()
+        worker.send(ERASURE, env=calibration)
+        outcome.duration = worker.result()
+    finally:
+        worker.close()
+    failures = _erasure_check(env, calibration, "calibration", None)
+    if failures:  # an erasure that fails without a kill: nothing below would mean anything
+        outcome.failures += failures
+        return outcome
+
+    upcoming: Worker | None = Worker.start(env, ERASURE)
+    trial_env = _trial_env(env, root, 1)
+    _erasure_setup(env, trial_env)
+    try:
+        for trial in range(trials):
+            assert upcoming is not None
+            worker = upcoming
+            worker.ready()
+            delay = rng.uniform(0, 1.3 * outcome.duration)
+            worker.send(ERASURE, env=trial_env)
+            time.sleep(delay)
+            worker.kill()
+            upcoming = Worker.start(env, ERASURE) if trial + 1 < trials else None
+            assert worker.process.stdout is not None
+            finished = "done" in worker.process.stdout.read()
+            worker.close()
+            outcome.trials += 1
+            outcome.killed_after_finish += int(finished)
+            what = f"erasure trial {trial} (kill after {delay:.3f} s of ~{outcome.duration:.3f} s, lake {trial_env})"
+            outcome.failures += _erasure_check(env, trial_env, what, outcome)
+            if progress is not None:
+                progress(f"erasure {trial + 1}/{trials}")
+            if upcoming is not None:
+                trial_env = _trial_env(env, root, trial + 2)
+                _erasure_setup(env, trial_env)
+    finally:
+        if upcoming is not None:
+            upcoming.close()
+    return outcome
+
+
+def _erasure_check(
+    env: Mapping[str, str], trial_env: Mapping[str, str], what: str, outcome: Outcome | None
+) -> list[str]:
+    """After a kill (``outcome`` given) or a full run (calibration): every table opens, a pending
+    journal is sealed, and an erasure run now finishes with the subject gone, everyone else kept,
+    the certificates verified and no pool slot held."""
+    import dagster as dg
+
+    from lakehouse.governance.erasure import erase, pending_journals, verify_certificates
+    from lakehouse.naming import pool_for
+    from lakehouse.settings import get_settings
+    from lakehouse.storage import read_bytes
+    from lakehouse.tables import Lake
+
+    settings = get_settings({**env, **trial_env})
+    store = Lake(settings).store()
+    failures: list[str] = []
+    for name in erasure_lake.TABLES:
+        try:
+            erasure_lake.read(store, name)
+        except Exception as exc:
+            failures.append(f"{what}: {name} does not open: {type(exc).__name__}: {exc}")
+    journals = pending_journals(settings)
+    for journal in journals:
+        sealed = read_bytes(settings, journal)
+        if erasure_lake.ANN.encode() in sealed or b"joann" in sealed.lower():
+            failures.append(f"{what}: the pending journal {journal} holds a clear value")
+    saved = {k: os.environ.get(k) for k in trial_env}
+    os.environ.update(trial_env)  # erase() uses $DAGSTER_HOME's instance, as the CLI does
+    try:
+        with dg.DagsterInstance.get() as instance:
+            certified_before = _certificates(settings) > 0
+            if outcome is not None:
+                state = "pending" if journals else ("finished" if certified_before else "not_started")
+                outcome.states[state] += 1
+            try:
+                result = erase(
+                    settings,
+                    column="email",
+                    value=erasure_lake.ANN,
+                    recompute=False,
+                    instance=instance,
+                    pool_wait=dt.timedelta(seconds=30),
+                )
+            except Exception as exc:
+                return [*failures, f"{what}: the rerun failed: {type(exc).__name__}: {exc}"]
+            if not result.passed:
+                failures.append(f"{what}: the rerun did not verify: {result.verification}")
+            if result.resumed != bool(journals):
+                failures.append(f"{what}: resumed={result.resumed} with {len(journals)} pending journal(s)")
+            busy = {
+                pool: info.active_slot_count
+                for pool in {pool_for(erasure_lake.t(name)) for name in erasure_lake.TABLES}
+                if (info := instance.event_log_storage.get_concurrency_info(pool)).active_slot_count
+            }
+            if busy:
+                failures.append(f"{what}: pool slots still held after the rerun: {busy}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    failures += [f"{what}: {p}" for p in erasure_lake.erased_state_problems(settings, store)]
+    ok, report = verify_certificates(settings)
+    if not ok:
+        failures.append(f"{what}: certificates do not verify: {report.get('findings')}")
+    if pending_journals(settings):
+        failures.append(f"{what}: a journal is still pending after the rerun")
+    return failures
+
+
+def _certificates(settings: Any) -> int:
+    from lakehouse.governance.audit import read_entries
+
+    return sum(1 for e in read_entries(settings) if e.action == "erasure")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["worker"]:
+    if sys.argv[1:2] == ["worker"]:
         _worker()
     else:
         raise SystemExit("usage: python tests/faults.py worker (internal; see bench/faults.py)")

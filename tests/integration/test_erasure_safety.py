@@ -3,9 +3,8 @@ its back, a crash (even ``kill -9``) at any step is finished by running it again
 fails closed and reads decoded values, identifiers match exactly (``ann@x.com`` is not
 ``joann@x.com``), and the erasure package does not import the code location.
 
-The lake is small on purpose: a landing file (``;``-delimited, with a quarantined record of the
-subject and one of the other customer), bronze rows and quarantine, silver customers, orders and
-shipments (``shipments`` sorts after ``orders``: a crash between them loses the followed keys).
+The lake is small on purpose (tests/erasure_lake.py, shared with the erasure fault-injection
+trials of tests/faults.py).
 """
 
 from __future__ import annotations
@@ -20,66 +19,17 @@ import time
 import uuid
 
 import dagster as dg
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-ANN = "ann@x.com"
-JOANN = "joann@x.com"
-LANDING_FILE = "shop/customers/2024-01-01/customers.csv"
-LANDING = (
-    b"customer_id;email;name\n"
-    b"1;ann@x.com;Ann\n"
-    b"2;joann@x.com;Jo Ann\n"
-    b"1;ann@x.com;Ann;ragged\n"  # quarantined: the subject's
-    b"2;joann@x.com;Jo;ragged\n"  # quarantined: someone else's, whose e-mail contains the subject's
-)
-
-
-def _t(name: str):
-    from lakehouse.naming import TableRef
-
-    return TableRef.parse(name)
-
-
-def _build(settings, store) -> None:
-    from lakehouse.ingest.readers import read_file
-    from lakehouse.naming import join_uri
-    from lakehouse.storage import write_bytes
-
-    write_bytes(settings, join_uri(settings.landing, LANDING_FILE), LANDING)
-    read = read_file(LANDING, source=LANDING_FILE)
-    assert read.rows.height == 2 and read.quarantine.height == 2
-    stamp = pl.lit(LANDING_FILE).alias("_source_file")
-    store.append(_t("bronze.shop.customers"), read.rows.with_columns(stamp))
-    store.append(_t("bronze.shop.customers__quarantine"), read.quarantine.with_columns(stamp))
-    customers = pl.DataFrame({"customer_id": [1, 2], "email": [ANN, JOANN]})
-    store.merge(_t("silver.shop.customers"), customers.head(1), keys=["customer_id"])
-    store.merge(_t("silver.shop.customers"), customers, keys=["customer_id"])  # two versions
-    store.append(_t("silver.shop.orders"), pl.DataFrame({"order_id": [100, 200], "customer_id": [1, 2]}))
-    store.append(
-        _t("silver.shop.shipments"), pl.DataFrame({"order_id": [100, 100, 200], "carrier": ["dhl", "ups", "dhl"]})
-    )
-
-
-def _read(store, name: str) -> pl.DataFrame:
-    return store.read(_t(name)).collect()
+from erasure_lake import ANN, LANDING_FILE, erased_state_problems
+from erasure_lake import build as _build
+from erasure_lake import read as _read
+from erasure_lake import t as _t
 
 
 def _assert_ann_gone_and_joann_kept(settings, store) -> None:
-    from lakehouse.naming import join_uri
-    from lakehouse.storage import read_bytes
-
-    bronze = _read(store, "bronze.shop.customers")
-    assert bronze.get_column("email").to_list() == [JOANN]
-    quarantine = _read(store, "bronze.shop.customers__quarantine")
-    assert quarantine.get_column("_raw").to_list() == ["2;joann@x.com;Jo;ragged"]
-    assert _read(store, "silver.shop.customers").rows() == [(2, JOANN)]
-    assert _read(store, "silver.shop.orders").rows() == [(200, 2)]
-    assert _read(store, "silver.shop.shipments").rows() == [(200, "dhl")]
-    landing = read_bytes(settings, join_uri(settings.landing, LANDING_FILE))
-    assert landing == b"customer_id;email;name\n\n2;joann@x.com;Jo Ann\n\n2;joann@x.com;Jo;ragged\n"
+    assert erased_state_problems(settings, store) == []
 
 
 def _erase(settings, **kw):
