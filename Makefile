@@ -26,7 +26,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev browser services services-stop trino trino-stop run test lint typecheck format unit integration e2e ui bench dbt-docs faults clean
+.PHONY: help venv venv-dev browser services services-stop minio trino trino-stop run test lint typecheck format unit integration e2e ui bench dbt-docs faults clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ services: ## install (Debian's packages, where missing) and start PostgreSQL and
 
 services-stop: ## stop the PostgreSQL and Redis that `make services` started
 	bash deploy/local/services.sh stop
+
+minio: ## build the MinIO server from its Go module into ~/.cache/lakehouse (once; the S3 suite runs on it too)
+	bash deploy/local/minio.sh install
 
 TRINO_PORT ?= 8080
 

