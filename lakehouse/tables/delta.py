@@ -359,15 +359,23 @@ class DeltaStore(TableStore):
     ) -> WriteResult:
         if (version is None) == (as_of is None):
             raise ValueError("restore needs exactly one of version= or as_of=")
-        table = self._table(ref)
-        current = table.version()
-        if version is not None and not 0 <= version <= current:
-            raise TableNotFoundError(f"Delta table {ref} has no version {version} (current version is {current})")
         target: int | dt.datetime = version if version is not None else as_of  # type: ignore[assignment]
-        try:
-            table.restore(target, commit_properties=self._commit_properties(commit_metadata))
-        except Exception as exc:
-            raise TableNotFoundError(f"cannot restore Delta table {ref} to {target}: {exc}") from None
+
+        def attempt() -> DeltaTable:
+            # from the table as it is now: after a lost race, the winner's commit is read too
+            table = self._table(ref)
+            current = table.version()
+            if version is not None and not 0 <= version <= current:
+                raise TableNotFoundError(f"Delta table {ref} has no version {version} (current version is {current})")
+            try:
+                table.restore(target, commit_properties=self._commit_properties(commit_metadata))
+            except Exception as exc:
+                if self._is_lost_race(exc):
+                    raise  # another writer committed first: start again
+                raise TableNotFoundError(f"cannot restore Delta table {ref} to {target}: {exc}") from None
+            return table
+
+        table = self._retry_lost_races(attempt)
         return WriteResult(
             table=str(ref),
             uri=self.location(ref),

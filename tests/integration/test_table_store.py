@@ -385,3 +385,43 @@ def test_a_killed_writer_leaves_the_previous_version_readable(store, settings, t
     # and the table still takes writes
     store.append(REF, pl.DataFrame({"day": [D3], "id": [3], "value": ["c"]}))
     assert content(store).get_column("id").to_list() == [1, 2, 3]
+
+
+def test_a_restore_that_loses_a_race_is_planned_again_and_commits(store, table_format, monkeypatch):
+    # another writer commits between the restore's read of the table and its commit: the restore
+    # must start again from the new version (a lost race is not "table not found")
+    seed(store)
+    v_seed = store.version(REF)
+    before = content(store)
+    store.delete(REF, col("id") == 3)
+    raced: list[int | None] = []
+
+    def race_once() -> None:
+        if not raced:
+            raced.append(None)  # before the append: it runs the patched code too
+            store.append(REF, frame(D1, [77]))
+            raced[0] = store.version(REF)
+
+    if table_format == "delta":
+        from deltalake import DeltaTable
+
+        original = DeltaTable.restore
+
+        def racing_restore(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            race_once()
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DeltaTable, "restore", racing_restore)
+    else:
+        import lakehouse.tables.iceberg as iceberg_module
+
+        original_conform = iceberg_module.conform
+
+        def racing_conform(*args, **kwargs):  # type: ignore[no-untyped-def]
+            race_once()
+            return original_conform(*args, **kwargs)
+
+        monkeypatch.setattr(iceberg_module, "conform", racing_conform)
+    result = store.restore(REF, version=v_seed)
+    assert raced and result.operation == "RESTORE" and result.version > raced[0]  # type: ignore[operator]
+    assert content(store).equals(before)
