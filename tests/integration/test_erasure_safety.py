@@ -19,6 +19,7 @@ import time
 import uuid
 
 import dagster as dg
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -270,3 +271,49 @@ def test_the_erasure_package_does_not_import_the_code_location(settings, store):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- g. a landing file read with its source's options is verified without them ---------------------
+
+
+def test_a_landing_file_the_default_reader_misreads_never_verifies_with_the_subject_in_it(settings, store):
+    # a header-less file (the source spec names its columns): read with the default options its
+    # first record is taken for a header, so the subject's record there is invisible to a parse
+    from lakehouse.ingest.readers import read_file
+    from lakehouse.naming import join_uri
+    from lakehouse.storage import read_bytes, write_bytes
+
+    file = "shop/contacts/2024-01-01/contacts.csv"
+    data = b"ann@x.com,Ann\njoann@x.com,Jo Ann\n"  # all text: a default read takes line 1 for a header
+    write_bytes(settings, join_uri(settings.landing, file), data)
+    options = {"header": False, "column_names": ["email", "name"]}
+    read = read_file(data, source=file, options=options)
+    assert read.rows.get_column("email").to_list() == [ANN, "joann@x.com"]
+    store.append(_t("bronze.shop.contacts"), read.rows.with_columns(pl.lit(file).alias("_source_file")))
+    result = _erase(settings)
+    landing = read_bytes(settings, join_uri(settings.landing, file))
+    still_there = any(line.split(b",")[0] == ANN.encode() for line in landing.splitlines())
+    assert _read(store, "bronze.shop.contacts").get_column("email").to_list() == ["joann@x.com"]
+    # never "verified" with her record in the file; and this one is erased from it (read without header)
+    assert not (result.passed and still_there), (result.verification, landing)
+    assert landing == b"\njoann@x.com,Jo Ann\n"
+    assert result.passed, result.verification
+
+
+def test_verification_fails_while_a_landing_file_holds_the_subject_in_any_parse(settings, store):
+    # a JSON document whose records sit under a key (its source's records_path): read without the
+    # source's options it is one record with no e-mail column, yet it holds the subject's address
+    import json as json_module
+
+    from lakehouse.governance.erasure import verify_absent
+    from lakehouse.naming import join_uri
+    from lakehouse.storage import write_bytes
+
+    file = "shop/contacts/2024-01-01/contacts.json"
+    document = {"data": [{"contact": {"mail": ANN}}, {"contact": {"mail": "joann@x.com"}}]}
+    write_bytes(settings, join_uri(settings.landing, file), json_module.dumps(document).encode())
+    checked = verify_absent(settings, {"email": {ANN}}, landing_files=[file])
+    assert not checked.passed
+    assert checked.findings == [f"landing file {file} still holds the subject's records"]
+    other = verify_absent(settings, {"email": {"ann@y.com"}}, landing_files=[file])
+    assert other.passed, other.findings  # whole tokens only: not a substring of someone else's

@@ -115,6 +115,14 @@ def _replace(settings: Settings, uri: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _record_starts(read: Any) -> list[int]:
+    """The line each record of a read (rows and quarantine) starts on."""
+    return sorted(
+        set(read.rows.get_column("_source_line").to_list())
+        | set(read.quarantine.get_column("_source_line").drop_nulls().to_list())
+    )
+
+
 def blank_records(settings: Settings, file: str, lines: set[int]) -> int:
     """Replace the records starting at ``lines`` in one landing file with empty lines; returns the
     records removed (0 when already done). Refuses, changing nothing, when the result does not read
@@ -134,11 +142,17 @@ def blank_records(settings: Settings, file: str, lines: set[int]) -> int:
             f"landing file {file} ({fmt}) holds records of the subject but only line-based files "
             f"({', '.join(_LINE_FORMATS)}) can be edited safely; remove it or rewrite it without lines {sorted(lines)}"
         )
+    # read as ingestion did: bronze's lines are record starts. A header-less file whose first record
+    # is all text reads by default as having a header (its source spec says otherwise, and erasure
+    # does not read the code location's specs): when the default read misses a planned line, the
+    # file is read without a header
+    options: dict[str, Any] = {}
     before = read_file(data, source=file, fmt=fmt)
-    starts = sorted(
-        set(before.rows.get_column("_source_line").to_list())
-        | set(before.quarantine.get_column("_source_line").drop_nulls().to_list())
-    )
+    starts = _record_starts(before)
+    if fmt in ("csv", "tsv") and not set(lines) <= set(starts):
+        headerless = read_file(data, source=file, fmt=fmt, options={"header": False})
+        if set(lines) <= set(_record_starts(headerless)):
+            options, before, starts = {"header": False}, headerless, _record_starts(headerless)
     present = [s for s in starts if s in lines]
     if not present:
         return 0
@@ -161,11 +175,9 @@ def blank_records(settings: Settings, file: str, lines: set[int]) -> int:
             physical[number - 1] = ("\r" if wide else b"\r") if keep_cr else ("" if wide else b"")
     body = newline.join(physical)
     edited: bytes = (data[: encoding.bom] + body.encode(encoding.encoding)) if wide else body
-    after = read_file(edited, source=file, fmt=fmt)
+    after = read_file(edited, source=file, fmt=fmt, options=options)
     expected = before.rows_read - len(present)
-    kept_lines = set(after.rows.get_column("_source_line").to_list()) | set(
-        after.quarantine.get_column("_source_line").drop_nulls().to_list()
-    )
+    kept_lines = set(_record_starts(after))
     if after.rows_read != expected or kept_lines & set(present):
         raise ErasureError(
             f"landing file {file}: removing {len(present)} record(s) would not leave exactly the other "

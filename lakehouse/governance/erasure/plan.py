@@ -34,6 +34,7 @@ __all__ = [
     "ErasurePlan",
     "RawMatcher",
     "TablePlan",
+    "mentions",
     "parse_subject",
     "plan_erasure",
     "predicate",
@@ -177,7 +178,12 @@ class RawMatcher:
                 (value := record.get(column)) is not None and folded(value) in wanted
                 for column, wanted in self.values.items()
             )
-        return any(token in self.texts for token in _TOKENS.split(raw.strip().lower()) if token)
+        return mentions(raw, self.texts)
+
+
+def mentions(text: str, texts: set[str]) -> bool:
+    """``text`` holds one of the (folded) text identifiers ``texts`` as a whole token."""
+    return bool(texts) and any(token in texts for token in _TOKENS.split(text.strip().lower()) if token)
 
 
 # -- the plan ---------------------------------------------------------------------------------------

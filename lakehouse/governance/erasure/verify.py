@@ -24,6 +24,7 @@ from lakehouse.governance.erasure.plan import (
     RAW,
     RawMatcher,
     folded,
+    mentions,
     predicate,
     subject_tables,
     text_identifiers,
@@ -280,6 +281,9 @@ def verify_absent(
             hit = any(decoded.in_column(c, read.rows.get_column(c)) for c in read.rows.columns if c in values) or any(
                 matcher.matches(r, file) for r in read.quarantine.get_column(RAW).to_list()
             )
+            # whatever options the file was ingested with (no header, other column names, a records
+            # path), its text must not hold a text identifier of the subject as a whole token
+            hit = hit or _mentions(data, matcher.texts)
         except Exception as exc:
             result.findings.append(f"landing file {file}: cannot be searched ({_error(exc)})")
             continue
@@ -287,6 +291,16 @@ def verify_absent(
             result.findings.append(f"landing file {file} still holds the subject's records")
     result.passed = not result.findings
     return result
+
+
+def _mentions(data: bytes, texts: set[str]) -> bool:
+    """The (decompressed, decoded) text of a file holds one of ``texts`` as a whole token."""
+    if not texts:
+        return False
+    from lakehouse.ingest.text import decompress, detect_encoding, to_utf8
+
+    raw = decompress(data)[0]
+    return mentions(to_utf8(raw, detect_encoding(raw)).decode("utf-8", errors="replace"), texts)
 
 
 def verify_certificates(settings: Settings, *, lake: Lake | None = None) -> tuple[bool, dict[str, Any]]:
