@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", default=",".join([*faults.OPERATIONS, faults.ERASURE]))
     parser.add_argument("--formats", default="delta,iceberg")
     parser.add_argument("--storage", default="local,s3")
+    parser.add_argument("--report", type=Path, help="the report's path (default bench/results/faults-<date>.md)")
     args = parser.parse_args(argv)
 
     rows: list[dict[str, object]] = []
@@ -63,17 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-    report = _report(rows, failures, time.perf_counter() - started, args.trials)
+    report = _report(rows, failures, time.perf_counter() - started, args.trials, args.report)
     print(f"written to {report}")
     for failure in failures:
         print("FAIL", failure)
     return 1 if failures else 0
 
 
-def _report(rows: list[dict[str, object]], failures: list[str], seconds: float, trials: int) -> Path:
+def _report(
+    rows: list[dict[str, object]], failures: list[str], seconds: float, trials: int, path: Path | None = None
+) -> Path:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    path = out / f"faults-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
+    path = path or out / f"faults-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
     head = ["storage", "format", "op", "trials", "before", "after", "finished_before_kill", "failures", "op_seconds"]
     erasure_head = [*head[:4], *faults_states(), *head[6:]]
     erasures = [r for r in rows if r["op"] == "erasure"]
@@ -96,7 +99,9 @@ def _report(rows: list[dict[str, object]], failures: list[str], seconds: float, 
             "## Erasure",
             "",
             "kill -9 of `erase` (tests/erasure_lake.py: landing file, bronze and quarantine, silver customers, "
-            "orders and shipments) at a uniform random moment, each trial in a lake of its own; where the kill left "
+            "orders and shipments) at a uniform random moment (every other trial: counted from the moment its "
+            "journal appears, within the part after its plan, which only reads), each trial in a lake of its own; "
+            "where the kill left "
             "it: `not_started` (no journal yet), `pending` (a journal to resume), `finished` (certified). After "
             "each kill every table opened, the pending journal held no clear value, and a rerun finished: subject "
             "gone everywhere, the other customer kept, certificates verified, no pool slot held — unless "

@@ -125,9 +125,10 @@ def _worker() -> None:
         started = time.perf_counter()
         if job["op"] == ERASURE:
             os.environ.update(job["env"])  # the trial's own lake and Dagster instance
-            erase(get_settings(), column="email", value=erasure_lake.ANN, recompute=False)
-        else:
-            apply(store, TableRef(*job["table"].split(".")), job["op"])
+            result = erase(get_settings(), column="email", value=erasure_lake.ANN, recompute=False)
+            print(json.dumps({"done": time.perf_counter() - started, "planned": result.timings["plan"]}), flush=True)
+            continue
+        apply(store, TableRef(*job["table"].split(".")), job["op"])
         print(json.dumps({"done": time.perf_counter() - started}), flush=True)
 
 
@@ -160,11 +161,15 @@ class Worker:
         self.process.stdin.flush()
 
     def result(self) -> float:
+        return float(self.report()["done"])
+
+    def report(self) -> dict[str, Any]:
+        """What the worker printed when its job returned (``done``: seconds it took)."""
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError(f"fault worker died: {self.stderr()}")
-        return float(json.loads(line)["done"])
+        return dict(json.loads(line))
 
     def kill(self) -> int:
         if self.process.poll() is None:
@@ -326,11 +331,16 @@ def _trial_env(env: Mapping[str, str], root: Path, n: int) -> dict[str, str]:
 
 
 def _erasure_setup(env: Mapping[str, str], trial_env: Mapping[str, str]) -> None:
-    from lakehouse.settings import get_settings
     from lakehouse.tables import Lake
 
-    settings = get_settings({**env, **trial_env})
+    settings = settings_of({**env, **trial_env})
     erasure_lake.build(settings, Lake(settings).store())
+
+
+def settings_of(env: Mapping[str, str]) -> Any:
+    from lakehouse.settings import get_settings
+
+    return get_settings({**os.environ, **env})
 
 
 def run_erasure_trials(
@@ -343,6 +353,9 @@ def run_erasure_trials(
 ) -> Outcome:
     """``trials`` kill -9 trials of an erasure (tests/erasure_lake.py's subject), each in a lake
     of its own under ``root`` (and, when ``env`` puts the lake on S3, under prefixes of its own).
+    The kill comes after a delay drawn uniformly from [0, 1.15 x the erasure's duration] on even
+    trials; on odd ones, once the journal exists, after a delay from [0, 1.15 x the journaled
+    part's duration].
     ``states`` counts where the kill left it: ``not_started`` (no journal yet), ``pending`` (a
     journal to resume), ``finished`` (certified before the kill)."""
     rng = random.Random(seed)
@@ -353,7 +366,8 @@ def run_erasure_trials(
     try:
         worker.ready()
         worker.send(ERASURE, env=calibration)
-        outcome.duration = worker.result()
+        report = worker.report()
+        outcome.duration, planned = float(report["done"]), float(report["planned"])
     finally:
         worker.close()
     failures = _erasure_check(env, calibration, "calibration", None)
@@ -369,9 +383,17 @@ def run_erasure_trials(
             assert upcoming is not None
             worker = upcoming
             worker.ready()
-            delay = rng.uniform(0, 1.3 * outcome.duration)
             worker.send(ERASURE, env=trial_env)
-            time.sleep(delay)
+            if trial % 2 == 0:
+                delay = rng.uniform(0, 1.15 * outcome.duration)
+                time.sleep(delay)
+            else:
+                # every other kill lands in the journaled part (landing, deletes, purge, verify,
+                # certificate), counted from the moment its journal appears: the plan before it only
+                # reads, and on a loaded machine it would take nearly every timed kill
+                delay = _after_journal(
+                    settings_of({**env, **trial_env}), rng.uniform(0, 1.15 * (outcome.duration - planned))
+                )
             worker.kill()
             upcoming = Worker.start(env, ERASURE) if trial + 1 < trials else None
             assert worker.process.stdout is not None
@@ -390,6 +412,17 @@ def run_erasure_trials(
         if upcoming is not None:
             upcoming.close()
     return outcome
+
+
+def _after_journal(settings: Any, delay: float, timeout: float = 120) -> float:
+    """Sleep until the erasure's journal exists, then ``delay`` more; returns the seconds waited."""
+    from lakehouse.governance.erasure import pending_journals
+
+    started = time.perf_counter()
+    while not pending_journals(settings) and time.perf_counter() - started < timeout:
+        time.sleep(0.01)
+    time.sleep(delay)
+    return time.perf_counter() - started
 
 
 def _erasure_check(
