@@ -69,10 +69,14 @@ minio: ## build the MinIO server from its Go module into ~/.cache/lakehouse (onc
 
 TRINO_PORT ?= 8080
 
-trino: venv ## Trino 476 on 127.0.0.1:$(TRINO_PORT) over this lake (S3 lakes; Iceberg via the PostgreSQL catalog); fetched once into ~/.cache/lakehouse
-	TRINO_PORT=$(TRINO_PORT) bash deploy/local/trino.sh start
-	@echo "Delta tables, once: LAKEHOUSE_TRINO_URL=http://127.0.0.1:$(TRINO_PORT) .venv/bin/lakehouse trino register --execute"
-	@echo "query:              LAKEHOUSE_TRINO_URL=http://127.0.0.1:$(TRINO_PORT) .venv/bin/lakehouse query --engine trino '...'"
+TRINO_HTTPS_PORT ?= 8443
+TRINO_CA = $${TRINO_STATE:-$${LAKEHOUSE_HOME:-.lakehouse}/trino}/etc/tls/ca.pem
+
+trino: venv ## Trino 476 over this lake (S3 lakes; Iceberg via the PostgreSQL catalog), HTTPS on 127.0.0.1:$(TRINO_HTTPS_PORT) with passwords and the governance roles (LAKEHOUSE_TRINO_PASSWORD[_<USER>]); fetched once into ~/.cache/lakehouse
+	TRINO_PORT=$(TRINO_PORT) TRINO_HTTPS_PORT=$(TRINO_HTTPS_PORT) bash deploy/local/trino.sh start
+	@echo "then: export LAKEHOUSE_TRINO_URL=https://lakehouse@127.0.0.1:$(TRINO_HTTPS_PORT) LAKEHOUSE_TRINO_CA_FILE=$(TRINO_CA)"
+	@echo "Delta tables, once: .venv/bin/lakehouse trino register --execute"
+	@echo "query:              .venv/bin/lakehouse query --engine trino '...'"
 
 trino-stop: ## stop the Trino that `make trino` started
 	bash deploy/local/trino.sh stop

@@ -725,6 +725,68 @@ def trino_catalogs_command(output: Path) -> None:
         click.echo(f"the server needs the catalog's password in {CATALOG_PASSWORD_ENV}", err=True)
 
 
+@trino.command("server-files")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for password.db and tls/ (a server's state folder, never the repository).",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    default=("127.0.0.1", "localhost"),
+    show_default=True,
+    help="Names the server certificate is valid for (repeat).",
+)
+def trino_server_files_command(output: Path, hosts: tuple[str, ...]) -> None:
+    """Write a Trino server's password file (from LAKEHOUSE_TRINO_PASSWORD and
+    LAKEHOUSE_TRINO_PASSWORD_<USER>) and its TLS certificate with a private CA (kept when still
+    valid). Prints the CA file clients verify with (LAKEHOUSE_TRINO_CA_FILE)."""
+    from lakehouse.query.trino import trino_passwords, write_password_file, write_tls
+
+    users = sorted(trino_passwords(os.environ))
+    if not users:
+        raise click.ClickException(
+            "no Trino user has a password: set LAKEHOUSE_TRINO_PASSWORD (and _<USER> for others)"
+        )
+    write_password_file(output, os.environ)
+    tls = write_tls(output / "tls", hosts)
+    click.echo(f"password file for {', '.join(users)}: {output / 'password.db'}", err=True)
+    click.echo(str(tls.ca_file))
+
+
+@trino.command("rules")
+@click.option(
+    "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The rules.json to write."
+)
+def trino_rules_command(output: Path) -> None:
+    """Write Trino's access-control rules for this lake: governance roles as groups, their column
+    masks; the hashed columns read the key from the server's key table (`lakehouse trino
+    load-key`), so the file holds no secret."""
+    from lakehouse.governance.masking import TRINO_KEY_TABLE, trino_rule_tables, trino_rules
+    from lakehouse.governance.policy import load_policy
+
+    settings = get_settings()
+    tables = trino_rule_tables(settings)
+    text = json.dumps(trino_rules(load_policy(), tables, key_table=TRINO_KEY_TABLE), indent=2) + "\n"
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(output)
+    click.echo(f"wrote {output}: {len(tables)} tables")
+
+
+@trino.command("load-key")
+def trino_load_key_command() -> None:
+    """Load LAKEHOUSE_MASKING_KEY into the Trino server at LAKEHOUSE_TRINO_URL (as its service
+    user), for the column masks of `lakehouse trino rules`. Run after every start of the server."""
+    from lakehouse.query.trino import load_masking_key
+
+    load_masking_key(get_settings())
+    click.echo("masking key loaded")
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks: TPC-H through the lake, and the suite under bench/."""

@@ -157,6 +157,10 @@ class Settings:
     start_date: dt.date = dt.date(2024, 1, 1)
     query_engine: QueryEngine = "duckdb"
     trino_url: str | None = None
+    #: PEM file of the CA that signed the Trino server's certificate (an https LAKEHOUSE_TRINO_URL)
+    trino_ca_file: str | None = None
+    #: the password of LAKEHOUSE_TRINO_URL's user (LAKEHOUSE_TRINO_PASSWORD)
+    trino_password: str | None = field(default=None, repr=False)
     spark_master: str | None = None
     owner: str = "team:data-platform"
     alerts: AlertSettings = field(default_factory=AlertSettings)
@@ -228,6 +232,7 @@ def _secret_values(settings: Settings) -> list[str | None]:
         a.webhook_url,
         a.smtp_password,
         settings.masking_key,
+        settings.trino_password,
     ]
 
 
@@ -405,6 +410,8 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         start_date=start_date,
         query_engine=cast(QueryEngine, _env_choice(env, "LAKEHOUSE_QUERY_ENGINE", ("duckdb", "trino"), "duckdb")),
         trino_url=env.get("LAKEHOUSE_TRINO_URL") or None,
+        trino_ca_file=env.get("LAKEHOUSE_TRINO_CA_FILE") or None,
+        trino_password=env.get("LAKEHOUSE_TRINO_PASSWORD") or None,
         spark_master=env.get("LAKEHOUSE_SPARK_MASTER") or None,
         owner=env.get("LAKEHOUSE_DEFAULT_OWNER") or "team:data-platform",
         alerts=_alert_settings(env, home),

@@ -82,5 +82,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             settings.trino_url,
             password=secret("LAKEHOUSE_TRINO_PASSWORD"),
             catalog=CATALOGS[settings.table_format],
+            ca_file=settings.trino_ca_file,
         )
     return resources

@@ -2,13 +2,19 @@
 tests/conftest.py): one Trino 476 server per session (tests/trinoserver.py) over this session's S3
 server, Iceberg on a JDBC catalog in a fresh PostgreSQL database, Delta in a file metastore, and a
 2-day demo per table format built while the JVM starts. Test modules using these fixtures mark
-themselves ``xdist_group("trino")`` so one worker pays for the server."""
+themselves ``xdist_group("trino")`` so one worker pays for the server.
+
+The server authenticates (HTTPS, password file) and enforces the governance roles: once the demos
+are built, the access-control rules are rendered for both lakes' tables (``TrinoSession.rules_file``,
+re-read by Trino within a second) and the session's masking key is loaded into the server. ``TrinoSession.env`` logs
+in as the service user ``lakehouse``; ``TrinoSession.user_env("analyst")`` as another user."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import secrets
 import subprocess
 import time
 import uuid
@@ -37,6 +43,17 @@ class TrinoSession:
     prefix: str
     env: dict[str, str]
     database: str
+    #: the access-control rules the server reads (rewritten by :meth:`write_rules`)
+    rules_file: Path | None = None
+
+    @property
+    def masking_key(self) -> str:
+        """The session's ``LAKEHOUSE_MASKING_KEY`` (the lakes' and Trino's rules')."""
+        return self.env["LAKEHOUSE_MASKING_KEY"]
+
+    def user_env(self, user: str) -> dict[str, str]:
+        """:attr:`env` logging in as ``user`` (``analyst``, ``steward``) instead of ``lakehouse``."""
+        return {**self.env, **self.server.client_env(user)}
 
     def lake_env(self, fmt: str) -> dict[str, str]:
         """Settings of a lake of its own on the S3 server. Only the Iceberg lake uses the catalog
@@ -46,6 +63,36 @@ class TrinoSession:
         if fmt != "iceberg":
             del env["LAKEHOUSE_CATALOG_URI"]
         return env
+
+    def write_rules(self, lakes: list[Any], *, timeout: float = 60) -> None:
+        """Render the rules for the tables of ``lakes`` (settings) as `lakehouse trino rules`
+        does (no key in them), load the masking key into the server, and wait until Trino has
+        read the rules (it re-reads the file every second)."""
+        from lakehouse.governance.masking import TRINO_KEY_TABLE, trino_rule_tables, trino_rules
+        from lakehouse.governance.policy import load_policy
+        from lakehouse.query.trino import load_masking_key
+
+        assert self.rules_file is not None
+        tables = [t for settings in lakes for t in trino_rule_tables(settings)]
+        rules = trino_rules(load_policy(), tables, key_table=TRINO_KEY_TABLE)
+        tmp = self.rules_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rules, indent=2))
+        tmp.replace(self.rules_file)
+        load_masking_key(get_settings({**os.environ, **self.env}))
+        ref, _, _, catalog = tables[0]
+        probe = f"SELECT count(*) FROM {catalog}.{quote_ident(ref.namespace)}.{quote_ident(ref.name)}"
+        deadline = time.monotonic() + timeout
+        while True:  # the analyst reads a listed table once Trino has the new rules
+            conn = self.server.connect("analyst")
+            try:
+                conn.cursor().execute(probe).fetchall()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+            finally:
+                conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -67,12 +114,22 @@ def trino_session(s3_server, tmp_path_factory):
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {quote_ident(database)}")
     prefix = f"trino-{uuid.uuid4().hex[:8]}"
-    env = {**s3_server.env(prefix), "LAKEHOUSE_CATALOG_URI": f"{PG}/{database}"}
+    env = {
+        **s3_server.env(prefix),
+        "LAKEHOUSE_CATALOG_URI": f"{PG}/{database}",
+        "LAKEHOUSE_MASKING_KEY": secrets.token_hex(32),
+    }
     catalog_dir = tmp_path_factory.mktemp("trino-catalog")
     catalogs = write_catalogs(get_settings({**env, "LAKEHOUSE_HOME": str(catalog_dir)}), catalog_dir)
-    server = trinoserver.start(catalog_dir, catalogs.env)
-    env["LAKEHOUSE_TRINO_URL"] = server.url
-    yield TrinoSession(server=server, s3=s3_server, prefix=prefix, env=env, database=database)
+    # until the lakes exist: the service users' rules only (every other user is denied everything)
+    from lakehouse.governance.masking import trino_rules
+    from lakehouse.governance.policy import load_policy
+
+    rules_file = tmp_path_factory.mktemp("trino-rules") / "rules.json"
+    rules_file.write_text(json.dumps(trino_rules(load_policy(), [])))
+    server = trinoserver.start(catalog_dir, catalogs.env, rules_file=rules_file)
+    env.update(server.client_env())  # LAKEHOUSE_TRINO_URL, _PASSWORD, _CA_FILE of `lakehouse`
+    yield TrinoSession(server=server, s3=s3_server, prefix=prefix, env=env, database=database, rules_file=rules_file)
     server.stop()
     with admin.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
@@ -124,6 +181,7 @@ def trino_demos(trino_session, tmp_path_factory) -> dict[str, TrinoDemo]:
     done = demos["delta"].cli("trino", "register", "--execute")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("registered "), done.stdout
+    trino_session.write_rules([demo.settings for demo in demos.values()])
     return demos
 
 

@@ -14,9 +14,31 @@
 #   deploy/local/trino.sh run       the same in the foreground (exec: the caller owns the JVM)
 #   deploy/local/trino.sh stop      stop the server started with `start`
 #   deploy/local/trino.sh status    exit 0 when it answers on 127.0.0.1:TRINO_PORT
+#   deploy/local/trino.sh rules     re-render the access-control rules (after new tables)
+#
+# Clients connect over HTTPS with a password (TRINO_HTTPS_PORT); the HTTP port only carries the
+# server's own signed internal requests and /v1/info (any other request over it is refused:
+# "Authentication over HTTP is not enabled"). Made at every start under TRINO_STATE/etc, never in
+# the repository: the password file (PBKDF2 hashes), the TLS certificate with a private CA (kept
+# while valid: clients verify with TRINO_STATE/etc/tls/ca.pem = LAKEHOUSE_TRINO_CA_FILE) and the
+# access-control rules (deploy/trino/access-control: governance roles = groups, column masks).
+#
+# Secrets, from the environment only:
+#   LAKEHOUSE_TRINO_PASSWORD         password of the service user `lakehouse` (required)
+#   LAKEHOUSE_TRINO_PASSWORD_<USER>  password of another user, e.g. _ANALYST, _STEWARD (groups.txt)
+#   LAKEHOUSE_TRINO_SHARED_SECRET    internal-communication secret (default: random per start)
+#   LAKEHOUSE_MASKING_KEY            key of the hashed columns: loaded at start into a memory
+#                                    table the masks read (never into a file, never in a mask's
+#                                    text); without it they are NULL for roles without clear access
 #
 # Environment (all optional):
-#   TRINO_PORT         HTTP port on 127.0.0.1 (default 8080)
+#   TRINO_PORT         internal HTTP port on 127.0.0.1 (default 8080)
+#   TRINO_HTTPS_PORT   the clients' HTTPS port on 127.0.0.1 (default 8443)
+#   TRINO_RULES_FILE   access-control rules to load in place (default: rendered at start with
+#                      `lakehouse trino rules` into TRINO_STATE/etc/rules.json; re-render with
+#                      `trino.sh rules` after new tables, Trino reloads it within a minute)
+#   TRINO_RULES_REFRESH  how often Trino re-reads the rules (default 60s)
+#   TRINO_GROUPS_FILE  users per role (default deploy/trino/access-control/groups.txt)
 #   TRINO_STATE        etc/, data and logs of this server (default ${LAKEHOUSE_HOME:-.lakehouse}/trino)
 #   TRINO_CATALOG_DIR  folder of <catalog>.properties files to serve
 #   TRINO_HEAP         -Xmx of the JVM (default 1G: a laptop or a 2-core CI machine)
@@ -45,6 +67,7 @@ TARBALL="$CACHE/downloads/trino-server-$TRINO_VERSION.tar.gz"
 REPO=${TRINO_MAVEN_REPO:-https://repo1.maven.org/maven2}
 URL="$REPO/io/trino/trino-server/$TRINO_VERSION/trino-server-$TRINO_VERSION.tar.gz"
 PORT=${TRINO_PORT:-8080}
+HTTPS_PORT=${TRINO_HTTPS_PORT:-8443}
 STATE=${TRINO_STATE:-${LAKEHOUSE_HOME:-$PROJECT/.lakehouse}/trino}
 HEAP=${TRINO_HEAP:-1G}
 
@@ -178,23 +201,72 @@ jvm_config() {  # extra JVM options as arguments
 
 answers() { curl -fsS --max-time 2 "http://127.0.0.1:$PORT/v1/info" 2>/dev/null | grep -q '"starting":false'; }
 
+LAKEHOUSE=${LAKEHOUSE_BIN:-$PROJECT/.venv/bin/lakehouse}
+
+write_rules() {  # the access-control rules from the governance policy and the lake's tables (no secret in them)
+    [ -n "${TRINO_RULES_FILE:-}" ] && return 0
+    mkdir -p "$STATE/etc"
+    "$LAKEHOUSE" trino rules --output "$STATE/etc/rules.json" >/dev/null \
+        || die "could not render the access-control rules (lakehouse trino rules)"
+}
+
+load_key() {  # LAKEHOUSE_MASKING_KEY into the server's key table, as the service user over HTTPS
+    if [ -z "${LAKEHOUSE_MASKING_KEY:-}" ]; then
+        log "LAKEHOUSE_MASKING_KEY is not set: hashed columns stay NULL for roles without clear access"
+        return 0
+    fi
+    local i
+    for ((i = 0; i < 10; i++)); do
+        LAKEHOUSE_TRINO_URL="https://lakehouse@127.0.0.1:$HTTPS_PORT" LAKEHOUSE_TRINO_CA_FILE="$STATE/etc/tls/ca.pem" \
+            "$LAKEHOUSE" trino load-key >/dev/null && return 0
+        sleep 2
+    done
+    log "could not load the masking key (lakehouse trino load-key): hashed columns stay NULL for masked roles"
+    return 1
+}
+
 write_etc() {
     local catalogs=${TRINO_CATALOG_DIR:-}
     mkdir -p "$STATE/etc/catalog" "$STATE/data"
     if [ -z "$catalogs" ]; then
         catalogs="$STATE/generated-catalog"
-        "${LAKEHOUSE_BIN:-$PROJECT/.venv/bin/lakehouse}" trino catalogs --output "$catalogs" >/dev/null
+        "$LAKEHOUSE" trino catalogs --output "$catalogs" >/dev/null
     fi
     ls "$catalogs"/*.properties >/dev/null 2>&1 || die "no <catalog>.properties in $catalogs"
     rm -f "$STATE/etc/catalog/"*.properties
     cp "$catalogs"/*.properties "$STATE/etc/catalog/"
+    # the masking key's table (memory: gone at stop, loaded at start by `load_key`)
+    printf '# the column masks read the masking key here (lakehouse trino load-key)\nconnector.name=memory\n' \
+        >"$STATE/etc/catalog/lakehouse_secrets.properties"
+    # password file and TLS certificate (from the environment; the CA's key is not kept)
+    "$LAKEHOUSE" trino server-files --output "$STATE/etc" >/dev/null || die "could not write the password file / certificate"
+    write_rules
     cat >"$STATE/etc/config.properties" <<EOF
 coordinator=true
 node-scheduler.include-coordinator=true
 http-server.http.port=$PORT
+http-server.https.enabled=true
+http-server.https.port=$HTTPS_PORT
+http-server.https.keystore.path=$STATE/etc/tls/server.pem
+http-server.authentication.type=PASSWORD
+internal-communication.shared-secret=\${ENV:LAKEHOUSE_TRINO_SHARED_SECRET}
 discovery.uri=http://127.0.0.1:$PORT
 query.max-memory=512MB
 query.max-memory-per-node=256MB
+EOF
+    cat >"$STATE/etc/password-authenticator.properties" <<EOF
+password-authenticator.name=file
+file.password-file=$STATE/etc/password.db
+EOF
+    cat >"$STATE/etc/access-control.properties" <<EOF
+access-control.name=file
+security.config-file=${TRINO_RULES_FILE:-$STATE/etc/rules.json}
+security.refresh-period=${TRINO_RULES_REFRESH:-60s}
+EOF
+    cat >"$STATE/etc/group-provider.properties" <<EOF
+group-provider.name=file
+file.group-file=${TRINO_GROUPS_FILE:-$PROJECT/deploy/trino/access-control/groups.txt}
+file.refresh-period=60s
 EOF
     cat >"$STATE/etc/node.properties" <<EOF
 node.environment=lakehouse
@@ -215,6 +287,11 @@ server_env() {
     PATH="$JAVA_HOME/bin:$PATH"
     export LAKEHOUSE_S3_ACCESS_KEY_ID=${LAKEHOUSE_S3_ACCESS_KEY_ID:-${AWS_ACCESS_KEY_ID:-}}
     export LAKEHOUSE_S3_SECRET_ACCESS_KEY=${LAKEHOUSE_S3_SECRET_ACCESS_KEY:-${AWS_SECRET_ACCESS_KEY:-}}
+    [ -n "${LAKEHOUSE_TRINO_PASSWORD:-}" ] || die "set LAKEHOUSE_TRINO_PASSWORD (the service user lakehouse's password; clients log in over HTTPS)"
+    if [ -z "${LAKEHOUSE_TRINO_SHARED_SECRET:-}" ]; then  # one node: a fresh secret per start will do
+        LAKEHOUSE_TRINO_SHARED_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+    fi
+    export LAKEHOUSE_TRINO_SHARED_SECRET
 }
 
 launcher() {
@@ -229,6 +306,12 @@ case "${1:-}" in
         install >/dev/null
         server_env
         write_etc
+        if [ -n "${LAKEHOUSE_MASKING_KEY:-}" ]; then  # once it answers (this shell becomes the JVM)
+            (
+                for ((i = 0; i < 480; i++)); do answers && break; sleep 0.5; done
+                load_key
+            ) &
+        fi
         exec "$INSTALL/bin/launcher" --etc-dir="$STATE/etc" --data-dir="$STATE/data" run
         ;;
     start)
@@ -244,12 +327,18 @@ case "${1:-}" in
             sleep 0.25
         done
         answers || die "Trino did not answer on 127.0.0.1:$PORT within 120 s; see $STATE/server.log"
-        log "Trino $TRINO_VERSION answers on http://127.0.0.1:$PORT after $(echo "$(date +%s.%N) - $t0" | bc) s (state: $STATE)"
+        load_key || true
+        log "Trino $TRINO_VERSION answers after $(echo "$(date +%s.%N) - $t0" | bc) s (state: $STATE); connect with"
+        log "  LAKEHOUSE_TRINO_URL=https://lakehouse@127.0.0.1:$HTTPS_PORT LAKEHOUSE_TRINO_CA_FILE=$STATE/etc/tls/ca.pem"
+        ;;
+    rules)
+        write_rules
+        log "rules re-rendered into ${TRINO_RULES_FILE:-$STATE/etc/rules.json}; Trino reloads them within ${TRINO_RULES_REFRESH:-60s}"
         ;;
     stop) [ -f "$STATE/etc/config.properties" ] && launcher stop || true ;;
     status) answers ;;
     *)
-        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

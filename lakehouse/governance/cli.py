@@ -381,37 +381,18 @@ def masking() -> None:
 
 @masking.command("trino-rules")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write here (default: print).")
-@click.option(
-    "--with-key", is_flag=True, help="Put LAKEHOUSE_MASKING_KEY into the file (for deployment; keep it secret)."
-)
-def masking_trino_rules(output: str | None, with_key: bool) -> None:
+def masking_trino_rules(output: str | None) -> None:
     """Trino file-based access control (rules.json): a rule per role and table, column masks for
-    roles without clear access, from the policy, the PII inventory and the contracts."""
-    from lakehouse.governance.contracts import load_contracts
-    from lakehouse.governance.inventory import pii_columns
-    from lakehouse.governance.masking import masking_key, trino_rules
+    roles without clear access, from the policy, the PII inventory and the contracts. The hashed
+    columns read the key from the server's key table (`lakehouse trino load-key`): the file holds
+    no secret, and a masked role's EXPLAIN cannot show the key (as `lakehouse trino rules`)."""
+    from lakehouse.governance.masking import TRINO_KEY_TABLE, trino_rule_tables, trino_rules
     from lakehouse.governance.policy import load_policy
-    from lakehouse.query.trino import CATALOGS
-    from lakehouse.sql import quote_literal
-    from lakehouse.tables import Lake
 
-    settings = _settings()
-    lake = Lake(settings)
-    infos = [i for i in lake.tables() if i.ref.layer != "governance"]
-    pii_by_table = pii_columns(settings, [(i.ref, i.format) for i in infos], lake=lake)
-    for contract in load_contracts():
-        pii_by_table.setdefault(contract.ref, {}).update(
-            {k: v for k, v in contract.pii.items() if k not in pii_by_table.get(contract.ref, {})}
-        )
-    tables = [
-        (i.ref, lake.store(i.format).schema(i.ref), pii_by_table.get(i.ref, {}), CATALOGS[i.format]) for i in infos
-    ]
-    key_sql = quote_literal(masking_key(settings).decode()) if with_key else None
-    text = json.dumps(trino_rules(load_policy(), tables, key_sql=key_sql), indent=2) + "\n"
+    tables = trino_rule_tables(_settings())
+    text = json.dumps(trino_rules(load_policy(), tables, key_table=TRINO_KEY_TABLE), indent=2) + "\n"
     if output:
         Path(output).write_text(text)
-        if with_key:
-            Path(output).chmod(0o600)
         click.echo(f"wrote {output}: {len(tables)} tables, roles {', '.join(sorted(load_policy().roles))}")
     else:
         click.echo(text, nl=False)

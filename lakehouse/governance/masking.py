@@ -47,6 +47,8 @@ __all__ = [
     "HASH_FUNCTION",
     "HASH_INT_FUNCTION",
     "KEY_FILE",
+    "TRINO_KEY_CATALOG",
+    "TRINO_KEY_TABLE",
     "ColumnMask",
     "MaskingKeyError",
     "QueryNotAllowedError",
@@ -63,6 +65,7 @@ __all__ = [
     "redaction_key",
     "tables_read",
     "trino_expression",
+    "trino_rule_tables",
     "trino_rules",
     "trino_type",
 ]
@@ -327,11 +330,20 @@ def trino_expression(mask: ColumnMask, key_sql: str | None) -> str:
     return expr or f"CAST(NULL AS {trino_type(t)})"
 
 
+#: where a Trino server keeps the masking key (a table of the ``memory`` connector, one row, one
+#: ``value`` column): loaded at start by the service user from ``LAKEHOUSE_MASKING_KEY``
+#: (``lakehouse trino load-key``), read by the column masks as the service user, never readable
+#: by a masked role. Lost when Trino restarts: the hashed columns are then NULL until it is loaded.
+TRINO_KEY_CATALOG = "lakehouse_secrets"
+TRINO_KEY_TABLE = f"{TRINO_KEY_CATALOG}.masking.masking_key"
+
+
 def trino_rules(
     policy: Policy,
     tables: Sequence[tuple[TableRef, pa.Schema, Mapping[str, PiiClass], str]],
     *,
     key_sql: str | None = None,
+    key_table: str | None = None,
     service_users: Sequence[str] = ("lakehouse", "admin"),
 ) -> dict[str, Any]:
     """Trino file-based access control (``rules.json``) with column masks per role.
@@ -339,12 +351,20 @@ def trino_rules(
     ``tables`` holds ``(ref, schema, pii classes by column, trino catalog)``. Roles map to Trino
     groups of the same name (configure a group provider, e.g. the file group provider);
     ``service_users`` (the code location's own user, which registers tables) keep full access.
-    Without ``key_sql`` the rules fail closed: columns masked by a keyed hash are hidden entirely
+
+    The key of the hashed columns: with ``key_table`` (:data:`TRINO_KEY_TABLE`) the masks read it
+    from that table as the first service user, so neither the rules nor a masked role's
+    ``EXPLAIN`` (which prints each mask's expression, constants included) ever show it: what
+    ``lakehouse trino rules`` renders. With ``key_sql`` it is written into the masks: anyone who may
+    run EXPLAIN on a masked table can read it, so only for a server where no masked role logs in.
+    Without either the rules fail closed: columns masked by a keyed hash are hidden entirely
     (Trino does not expand variables in this file, so a placeholder key would be a public key).
-    Render the deployed file with ``lakehouse masking trino-rules --with-key --output ...`` where
-    ``LAKEHOUSE_MASKING_KEY`` is set, outside the repository.
     """
-    key = key_sql
+    if key_table is not None:
+        key: str | None = f"(SELECT value FROM {key_table})"
+        environment: dict[str, Any] = {"mask_environment": {"user": service_users[0]}}
+    else:
+        key, environment = key_sql, {}
     rules: list[dict[str, Any]] = []
     for role in policy.roles.values():
         for ref, schema, pii, catalog in tables:
@@ -357,7 +377,14 @@ def trino_rules(
                 "privileges": ["SELECT"],
             }
             if masks:
-                rule["columns"] = [{"name": m.column, "mask": trino_expression(m, key)} for m in masks]
+                rule["columns"] = [
+                    {
+                        "name": m.column,
+                        "mask": trino_expression(m, key),
+                        **(environment if m.strategy == "hash" else {}),
+                    }
+                    for m in masks
+                ]
             rules.append(rule)
     # everything not listed is denied: governance tables and new tables need a rules refresh
     service = "|".join(service_users)
@@ -369,7 +396,33 @@ def trino_rules(
         ],
         "schemas": [{"user": service, "owner": True}, {"group": "|".join(sorted(policy.roles)), "owner": False}],
         "tables": [{"user": service, "privileges": everything}, *rules, {"privileges": []}],
+        # procedures (register_table, ...) and catalog functions, table functions included
+        # (table_changes reads a table around its masks), for the service users only; everyone
+        # keeps the built-in functions (Trino always allows those)
+        "procedures": [{"user": service, "privileges": ["EXECUTE", "GRANT_EXECUTE"]}],
+        "functions": [{"user": service, "privileges": ["EXECUTE", "GRANT_EXECUTE", "OWNERSHIP"]}],
+        # without query rules anyone may view anyone's queries, text included (system.runtime.queries)
+        "queries": [{"user": service, "allow": ["execute", "kill", "view"]}, {"allow": ["execute"]}],
+        "system_information": [{"user": service, "allow": ["read", "write"]}],
     }
+
+
+def trino_rule_tables(settings: Settings) -> list[tuple[TableRef, pa.Schema, dict[str, PiiClass], str]]:
+    """The ``tables`` argument of :func:`trino_rules` for the lake of ``settings``: every table but
+    the governance ones, its PII classes from the inventory (tables not scanned yet are classified
+    now) and the contracts, and its Trino catalog."""
+    from lakehouse.governance.contracts import load_contracts
+    from lakehouse.governance.inventory import pii_columns
+    from lakehouse.tables import Lake
+
+    catalogs = {"iceberg": "iceberg", "delta": "delta_lake"}  # lakehouse.query.trino.CATALOGS
+    lake = Lake(settings)
+    infos = [i for i in lake.tables() if i.ref.layer != "governance"]
+    pii = pii_columns(settings, [(i.ref, i.format) for i in infos], lake=lake)
+    for contract in load_contracts():
+        known = pii.setdefault(contract.ref, {})
+        known.update({k: v for k, v in contract.pii.items() if k not in known})
+    return [(i.ref, lake.store(i.format).schema(i.ref), pii.get(i.ref, {}), catalogs[i.format]) for i in infos]
 
 
 def check_analyst_sql(sql: str, views: set[tuple[str, str]]) -> None:

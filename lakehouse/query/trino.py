@@ -4,9 +4,13 @@ project's SQL files) and transpiled with sqlglot, so one SQL file runs on both e
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import ipaddress
 import os
+import secrets
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,18 +26,35 @@ from lakehouse.sql import quote_literal, quote_qualified
 
 __all__ = [
     "CATALOGS",
+    "PASSWORD_ENV",
+    "SERVICE_USER",
+    "SHARED_SECRET_ENV",
     "TrinoCatalogs",
     "TrinoResource",
+    "TrinoTls",
     "delta_metastore_dir",
+    "http_session",
+    "load_masking_key",
+    "password_file",
     "register_statements",
     "register_tables",
     "to_trino",
     "trino_catalogs",
+    "trino_passwords",
     "trino_query",
     "write_catalogs",
+    "write_password_file",
+    "write_tls",
 ]
 
 CATALOGS: dict[str, str] = {"iceberg": "iceberg", "delta": "delta_lake"}
+#: the pipeline's own Trino user (registers tables, dbt writes models): full access in the rules
+SERVICE_USER = "lakehouse"
+#: the service user's password; ``LAKEHOUSE_TRINO_PASSWORD_<USER>`` is another user's (a server's
+#: password file is made from these variables at start, see :func:`trino_passwords`)
+PASSWORD_ENV = "LAKEHOUSE_TRINO_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
+#: the secret Trino's nodes sign their internal requests with (``internal-communication.shared-secret``)
+SHARED_SECRET_ENV = "LAKEHOUSE_TRINO_SHARED_SECRET"  # noqa: S105 - a variable name
 
 
 def _expand_group_by_all(tree: sqlglot.exp.Expr) -> sqlglot.exp.Expr:
@@ -69,22 +90,30 @@ class TrinoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     password: str | None = None
     http_scheme: str = "http"
     catalog: str = "iceberg"
+    #: PEM file of the CA that signed the server's certificate (``LAKEHOUSE_TRINO_CA_FILE``);
+    #: without it an https server is verified against the system's trusted CAs
+    ca_file: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, password: Any = None, catalog: str = "iceberg") -> TrinoResource:
+    def from_url(
+        cls, url: str, *, password: Any = None, catalog: str = "iceberg", ca_file: str | None = None
+    ) -> TrinoResource:
         parts = urllib.parse.urlsplit(url)
         return cls(
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 8080,
-            user=parts.username or "lakehouse",
+            port=parts.port or (8443 if parts.scheme == "https" else 8080),
+            user=parts.username or SERVICE_USER,
             http_scheme=parts.scheme or "http",
             password=password,
             catalog=catalog,
+            ca_file=ca_file,
         )
 
     def connect(self) -> Any:
         import trino
 
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise QueryError(f"LAKEHOUSE_TRINO_CA_FILE={self.ca_file!r} is not a file (the PEM CA of the Trino server)")
         auth = trino.auth.BasicAuthentication(self.user, self.password) if self.password else None
         return trino.dbapi.connect(  # type: ignore[no-untyped-call]
             host=self.host,
@@ -93,6 +122,7 @@ class TrinoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             http_scheme=self.http_scheme,
             auth=auth,
             catalog=self.catalog,
+            http_session=http_session(self.ca_file),
         )
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
@@ -113,6 +143,23 @@ class TrinoResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return pl.DataFrame(rows, schema=names, orient="row")
 
 
+def http_session(ca_file: str | None = None) -> Any:
+    """The HTTP session of a Trino connection: it verifies the server against ``ca_file`` (else
+    the system's CAs), and never turns verification off. requests lets ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE`` override a session's own ``verify``; here the session's choice stands."""
+    import requests
+
+    class _Session(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            merged = super().merge_environment_settings(*args, **kwargs)
+            merged["verify"] = self.verify
+            return merged
+
+    session = _Session()
+    session.verify = ca_file or True
+    return session
+
+
 def trino_query(settings: Settings, sql: str, *, fmt: TableFormat | None = None) -> pl.DataFrame:
     """Run DuckDB-dialect ``sql`` on Trino (``LAKEHOUSE_TRINO_URL``) in the lake format's catalog."""
     return _resource(settings, CATALOGS[fmt or settings.table_format]).query(to_trino(sql))
@@ -120,9 +167,31 @@ def trino_query(settings: Settings, sql: str, *, fmt: TableFormat | None = None)
 
 def _resource(settings: Settings, catalog: str) -> TrinoResource:
     if not settings.trino_url:
-        raise QueryError("set LAKEHOUSE_TRINO_URL (e.g. http://127.0.0.1:8080) to query with Trino")
-    password = os.environ.get("LAKEHOUSE_TRINO_PASSWORD")
-    return TrinoResource.from_url(settings.trino_url, password=password, catalog=catalog)
+        raise QueryError("set LAKEHOUSE_TRINO_URL (e.g. https://lakehouse@127.0.0.1:8443) to query with Trino")
+    password = settings.trino_password
+    return TrinoResource.from_url(
+        settings.trino_url, password=password, catalog=catalog, ca_file=settings.trino_ca_file
+    )
+
+
+def load_masking_key(settings: Settings) -> None:
+    """Put ``LAKEHOUSE_MASKING_KEY`` into the server's key table (``TRINO_KEY_TABLE``, a memory
+    table the column masks read; see :func:`lakehouse.governance.masking.trino_rules`), as the
+    service user. The key travels as a query parameter over the authenticated HTTPS connection;
+    only the service user may see its own queries (the rules' query rules)."""
+    from lakehouse.governance.masking import TRINO_KEY_TABLE, masking_key
+
+    key = masking_key(settings).decode("utf-8")
+    catalog, schema, table = TRINO_KEY_TABLE.split(".")
+    resource = _resource(settings, catalog)
+    try:
+        resource.query(f"CREATE SCHEMA IF NOT EXISTS {quote_qualified(catalog, schema)}")
+        resource.query(f"DROP TABLE IF EXISTS {quote_qualified(catalog, schema, table)}")
+        resource.query(
+            f"CREATE TABLE {quote_qualified(catalog, schema, table)} AS SELECT CAST(? AS varchar) AS value", [key]
+        )
+    except QueryError as exc:  # a server's message may quote the statement it ran, parameters included
+        raise QueryError(redact(str(exc), [key])) from None
 
 
 def register_tables(settings: Settings, tables: Sequence[TableRef]) -> list[TableRef]:
@@ -279,3 +348,126 @@ def write_catalogs(settings: Settings, folder: Path) -> TrinoCatalogs:
     for name, text in catalogs.files.items():
         (folder / name).write_text(text)
     return catalogs
+
+
+# -- authentication and TLS of a Trino server (deploy/local/trino.sh, the tests' server) ----------
+
+#: PBKDF2 rounds of the password file (Trino's file authenticator requires >= 1000 and caches
+#: each verified login, so a slow hash costs once per user)
+PBKDF2_ITERATIONS = 100_000
+
+
+def trino_passwords(env: Mapping[str, str]) -> dict[str, str]:
+    """Who may log in, by user: the service user with ``LAKEHOUSE_TRINO_PASSWORD``, any other user
+    with ``LAKEHOUSE_TRINO_PASSWORD_<USER>`` (e.g. ``..._ANALYST`` for ``analyst``). A user without
+    a variable has no password, so cannot log in."""
+    out: dict[str, str] = {}
+    if env.get(PASSWORD_ENV):
+        out[SERVICE_USER] = env[PASSWORD_ENV]
+    for name, value in env.items():
+        if name.startswith(PASSWORD_ENV + "_") and value:
+            user = name[len(PASSWORD_ENV) + 1 :].lower()
+            if user:
+                out[user] = value
+    return out
+
+
+def password_file(passwords: Mapping[str, str], *, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """Trino's password file (``file.password-file``): ``user:iterations:salt:hash`` per line, the
+    PBKDF2-HMAC-SHA1 form its file authenticator checks (hex, lower case). No clear password in it."""
+    lines = []
+    for user, password in sorted(passwords.items()):
+        if not user or ":" in user or "\n" in user:
+            raise QueryError(f"not a valid Trino user name for the password file: {user!r}")
+        salt = secrets.token_bytes(16)
+        digest = hashlib.pbkdf2_hmac("sha1", password.encode("utf-8"), salt, iterations, dklen=32)
+        lines.append(f"{user}:{iterations}:{salt.hex()}:{digest.hex()}\n")
+    return "".join(lines)
+
+
+@dataclass(frozen=True)
+class TrinoTls:
+    """A server certificate and the CA that signed it: ``keystore`` (key + chain, PEM, mode 0600)
+    is ``http-server.https.keystore.path``, ``ca_file`` is what clients verify with
+    (``LAKEHOUSE_TRINO_CA_FILE``)."""
+
+    ca_file: Path
+    keystore: Path
+
+
+def write_tls(folder: Path, hosts: Sequence[str] = ("127.0.0.1", "localhost"), *, days: int = 397) -> TrinoTls:
+    """A private CA and a server certificate for ``hosts`` in ``folder`` (``ca.pem``,
+    ``server.pem``); kept when they are there, cover ``hosts`` and stay valid for a day more, so
+    clients that trust the CA keep trusting the server across restarts. The CA's key is not kept:
+    nothing else can be signed with it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    tls = TrinoTls(ca_file=folder / "ca.pem", keystore=folder / "server.pem")
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    now = dt.datetime.now(dt.UTC)
+    if tls.ca_file.is_file() and tls.keystore.is_file():
+        try:
+            current = x509.load_pem_x509_certificate(tls.keystore.read_bytes())
+            covered = set(current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+            if set(names) <= covered and current.not_valid_after_utc > now + dt.timedelta(days=1):
+                return tls
+        except (ValueError, x509.ExtensionNotFound):
+            pass
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lakehouse Trino local CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0] if hosts else "trino")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    keystore = folder / "server.pem.tmp"
+    fd = os.open(keystore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
+        out.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    keystore.replace(tls.keystore)
+    tls.ca_file.write_bytes(ca_cert.public_bytes(pem))
+    return tls
+
+
+def write_password_file(folder: Path, env: Mapping[str, str]) -> Path:
+    """``folder/password.db`` from :func:`trino_passwords` (mode 0600); returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "password.db"
+    tmp = folder / "password.db.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password_file(trino_passwords(env)))
+    tmp.replace(path)
+    return path

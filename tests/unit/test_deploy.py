@@ -137,7 +137,8 @@ def test_the_code_location_environment_is_valid_for_lakehouse_settings():
     assert settings.warehouse == "s3://lakehouse/warehouse" and settings.landing == "s3://lakehouse/landing"
     assert settings.table_format == "iceberg" and settings.catalog_uri.startswith("postgresql+psycopg2://")
     assert settings.s3.endpoint == "http://minio:9000" and settings.s3.allow_http and settings.s3.path_style
-    assert settings.trino_url == "http://trino:8080" and settings.spark_master is None
+    assert settings.trino_url == "https://lakehouse@trino:8443" and settings.spark_master is None
+    assert settings.trino_ca_file == "/opt/dagster/trino-generated/trino/tls/ca.pem"
     assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://") and env["DAGSTER_POSTGRES_URL"].endswith(
         "/dagster"
     )
@@ -146,32 +147,85 @@ def test_the_code_location_environment_is_valid_for_lakehouse_settings():
 
 def test_trino_gets_every_variable_its_catalogs_read():
     env = rendered_environment("trino")
-    for path in (DEPLOY / "trino" / "catalog").glob("*.properties"):
+    for path in [*(DEPLOY / "trino" / "catalog").glob("*.properties"), DEPLOY / "trino" / "config.properties"]:
         for name in re.findall(r"\$\{ENV:([A-Z0-9_]+)\}", path.read_text()):
             assert name in env, f"{path.name} reads {name}, which the trino service does not set"
     mounts = {v.split(":")[0] for v in COMPOSE["services"]["trino"]["volumes"]}
     assert "./trino/catalog" in mounts
 
 
+def trino_mounts(service: str = "trino") -> dict[str, str]:
+    """Mount target -> source of a service's volumes."""
+    out = {}
+    for volume in COMPOSE["services"][service]["volumes"]:
+        parts = volume.split(":")
+        out[parts[1]] = parts[0]
+    return out
+
+
 def test_trino_loads_the_access_control_and_the_committed_rules_hold_no_key():
     """The roles are enforced only if Trino loads the rules; a rules file with a hash key in it
     (or a ${...} placeholder, which Trino does not expand: a public key) makes every hashed id
-    reversible by enumerating ids."""
-    mounts = {
-        v.rsplit(":", 2)[-2] if v.endswith(":ro") else v.split(":")[-1] for v in COMPOSE["services"]["trino"]["volumes"]
-    }
+    reversible by enumerating ids. The deployed rules are generated (trino-init) and read the key
+    from Trino's memory (trino-key), so no file holds it."""
+    mounts = trino_mounts()
     for target in (
         "/etc/trino/access-control.properties",
         "/etc/trino/group-provider.properties",
-        "/etc/trino/access-control/rules.json",
         "/etc/trino/access-control/groups.txt",
+        "/etc/trino/password-authenticator.properties",
     ):
         assert target in mounts, f"the trino service does not mount {target}"
+    # the generated rules, password file and certificate: one volume, written by trino-init first
+    assert mounts["/etc/trino/generated"] == "trino-generated" and "trino-generated" in COMPOSE["volumes"]
+    assert trino_mounts("trino-init")["/opt/dagster/lakehouse"] == "trino-generated"
+    assert COMPOSE["services"]["trino"]["depends_on"]["trino-init"]["condition"] == "service_completed_successfully"
+    init = " ".join(COMPOSE["services"]["trino-init"]["command"])
+    assert "lakehouse trino server-files --output /opt/dagster/lakehouse/trino" in init
+    assert "lakehouse trino rules --output /opt/dagster/lakehouse/trino/rules.json" in init
+    assert "--host trino" in init  # the name the code location connects to
     properties = (DEPLOY / "trino" / "access-control" / "access-control.properties").read_text()
-    assert "security.config-file=/etc/trino/access-control/rules.json" in properties
+    assert "security.config-file=/etc/trino/generated/trino/rules.json" in properties
     rules = (DEPLOY / "trino" / "access-control" / "rules.json").read_text()
     assert "hmac" not in rules and "${" not in rules
     assert '"mask"' in rules  # personal columns are still masked (hidden) for analysts
+    # the key: loaded into Trino's memory once it answers, from the environment only
+    key = COMPOSE["services"]["trino-key"]
+    assert key["command"] == ["lakehouse", "trino", "load-key"]
+    assert key["depends_on"]["trino"]["condition"] == "service_healthy"
+    assert key["environment"]["LAKEHOUSE_MASKING_KEY"].startswith("${LAKEHOUSE_MASKING_KEY")
+    catalog = (DEPLOY / "trino" / "catalog" / "lakehouse_secrets.properties").read_text()
+    assert "connector.name=memory" in catalog
+
+
+def test_trino_takes_clients_only_over_https_with_a_password():
+    config = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "trino" / "config.properties").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert config["http-server.https.enabled"] == "true" and config["http-server.https.port"] == "8443"
+    assert config["http-server.authentication.type"] == "PASSWORD"
+    assert config["http-server.https.keystore.path"] == "/etc/trino/generated/trino/tls/server.pem"
+    assert config["internal-communication.shared-secret"] == "${ENV:LAKEHOUSE_TRINO_SHARED_SECRET}"
+    assert "http-server.authentication.allow-insecure-over-http" not in config  # HTTP authenticates nobody
+    authenticator = (DEPLOY / "trino" / "password-authenticator.properties").read_text()
+    assert "password-authenticator.name=file" in authenticator
+    assert "file.password-file=/etc/trino/generated/trino/password.db" in authenticator
+    # only the HTTPS port is published; the HTTP one serves the health check inside the network
+    assert COMPOSE["services"]["trino"]["ports"] == ["127.0.0.1:8443:8443"]
+    # passwords and the shared secret come from deploy/.env, required (compose stops without them)
+    env = {**COMPOSE["services"]["trino-init"]["environment"], **COMPOSE["services"]["trino"]["environment"]}
+    for name in (
+        "LAKEHOUSE_TRINO_PASSWORD",
+        "LAKEHOUSE_TRINO_PASSWORD_ANALYST",
+        "LAKEHOUSE_TRINO_PASSWORD_STEWARD",
+        "LAKEHOUSE_TRINO_SHARED_SECRET",
+    ):
+        assert env[name].startswith("${" + name + ":?"), name
+    code = rendered_environment("dagster-code")
+    assert code["LAKEHOUSE_TRINO_PASSWORD"].startswith("${LAKEHOUSE_TRINO_PASSWORD:?")
+    assert trino_mounts("dagster-code")["/opt/dagster/trino-generated"] == "trino-generated"
 
 
 def test_referenced_files_exist():

@@ -315,3 +315,114 @@ def test_register_tables_runs_the_statements_and_keeps_tables_already_registered
     assert sent[1] == 'SHOW TABLES FROM "delta_lake"."gold_retail"'
     assert [s for s in sent if "register_table" in s and "already_there" in s] == []  # not even tried
     assert len(sent) == 4 and all(r["x-trino-catalog"] == "delta_lake" for r in FakeTrino.received)
+
+
+# -- authentication and TLS of a server (deploy/local/trino.sh, tests/trinoserver.py) --------------
+
+
+def test_password_file_holds_pbkdf2_hashes_trino_checks_and_no_password():
+    import hashlib
+
+    from lakehouse.query.trino import password_file, trino_passwords
+
+    env = {
+        "LAKEHOUSE_TRINO_PASSWORD": "svc-pw-1",
+        "LAKEHOUSE_TRINO_PASSWORD_ANALYST": "an-pw-2",
+        "LAKEHOUSE_TRINO_PASSWORD_STEWARD": "",  # empty: no login
+        "OTHER": "x",
+    }
+    passwords = trino_passwords(env)
+    assert passwords == {"lakehouse": "svc-pw-1", "analyst": "an-pw-2"}
+    text = password_file(passwords)
+    assert "svc-pw-1" not in text and "an-pw-2" not in text
+    for line in text.splitlines():
+        # user:iterations:salt:hash, hex, PBKDF2WithHmacSHA1 (Trino's file authenticator)
+        user, iterations, salt, digest = line.split(":")
+        assert int(iterations) >= 1000 and len(salt) == 32 and len(digest) == 64
+        expected = hashlib.pbkdf2_hmac("sha1", passwords[user].encode(), bytes.fromhex(salt), int(iterations), 32)
+        assert digest == expected.hex()
+    with pytest.raises(QueryError, match="not a valid Trino user"):
+        password_file({"a:b": "x"})
+
+
+def test_tls_certificate_is_signed_by_the_ca_for_the_hosts_and_kept_while_valid(tmp_path):
+    import ssl
+
+    from cryptography import x509
+
+    from lakehouse.query.trino import write_tls
+
+    tls = write_tls(tmp_path / "tls", ("127.0.0.1", "localhost"))
+    assert oct(tls.keystore.stat().st_mode & 0o777) == "0o600"
+    pem = tls.keystore.read_text()
+    assert pem.count("BEGIN CERTIFICATE") == 2 and "BEGIN PRIVATE KEY" in pem
+    assert "PRIVATE KEY" not in tls.ca_file.read_text()
+    cert = x509.load_pem_x509_certificate(tls.keystore.read_bytes())
+    ca = x509.load_pem_x509_certificate(tls.ca_file.read_bytes())
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(n.value) for n in names} == {"127.0.0.1", "localhost"}
+    # a TLS client verifying with the CA accepts it for 127.0.0.1 (what the Trino client does)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tls.keystore)
+    client = ssl.create_default_context(cafile=str(tls.ca_file))
+    assert client.verify_mode == ssl.CERT_REQUIRED
+    # kept across starts (clients keep trusting it), replaced when a host is missing
+    assert write_tls(tmp_path / "tls", ("127.0.0.1",)).ca_file.read_bytes() == tls.ca_file.read_bytes()
+    before = tls.ca_file.read_bytes()
+    write_tls(tmp_path / "tls", ("127.0.0.1", "trino"))
+    assert tls.ca_file.read_bytes() != before
+
+
+def test_trino_resource_verifies_https_with_the_ca_file_whatever_requests_env_says(monkeypatch, tmp_path):
+    from lakehouse.query.trino import http_session
+
+    resource = TrinoResource.from_url("https://analyst@trino.example", password="pw", ca_file="/etc/ca.pem")
+    assert (resource.port, resource.http_scheme, resource.user, resource.ca_file) == (
+        8443,
+        "https",
+        "analyst",
+        "/etc/ca.pem",
+    )
+    with pytest.raises(QueryError, match=r"LAKEHOUSE_TRINO_CA_FILE='/etc/ca\.pem' is not a file"):
+        resource.connect()
+    # requests lets REQUESTS_CA_BUNDLE override a session's verify: not this session's
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/somewhere/else.pem")
+    session = http_session(str(tmp_path / "ca.pem"))
+    merged = session.merge_environment_settings("https://trino.example:8443/v1/statement", {}, None, None, None)
+    assert merged["verify"] == str(tmp_path / "ca.pem")
+    assert http_session(None).merge_environment_settings("https://x", {}, None, None, None)["verify"] is True
+
+
+def test_settings_read_the_trino_ca_file_and_keep_the_password_out_of_repr(lake_env, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_TRINO_URL", "https://lakehouse@127.0.0.1:8443")
+    monkeypatch.setenv("LAKEHOUSE_TRINO_CA_FILE", "/state/trino/etc/tls/ca.pem")
+    monkeypatch.setenv("LAKEHOUSE_TRINO_PASSWORD", "pw-not-shown-123")
+    settings = get_settings()
+    assert settings.trino_ca_file == "/state/trino/etc/tls/ca.pem" and settings.trino_password == "pw-not-shown-123"
+    assert "pw-not-shown-123" not in repr(settings)
+
+
+def test_rules_read_the_key_from_the_key_table_as_the_service_user():
+    import pyarrow as pa
+
+    from lakehouse.governance.masking import TRINO_KEY_TABLE, trino_rules
+    from lakehouse.governance.policy import load_policy
+
+    ref = TableRef("silver", "retail", "customers")
+    schema = pa.schema([("customer_id", pa.int64()), ("email", pa.string()), ("city", pa.string())])
+    rules = trino_rules(load_policy(), [(ref, schema, {"email": "email"}, "iceberg")], key_table=TRINO_KEY_TABLE)
+    analyst = next(r for r in rules["tables"] if r.get("group") == "analyst")
+    masks = {c["name"]: c for c in analyst["columns"]}
+    assert set(masks) == {"customer_id", "email"}
+    for column in masks.values():
+        assert f"(SELECT value FROM {TRINO_KEY_TABLE})" in column["mask"]
+        assert column["mask_environment"] == {"user": "lakehouse"}  # the key table is read as the service user
+        sqlglot.parse_one(column["mask"], read="trino")
+    # only the service users: procedures (register_table), catalog/table functions, other users'
+    # queries and system information; everyone else may run queries and see their own
+    assert rules["procedures"] == [{"user": "lakehouse|admin", "privileges": ["EXECUTE", "GRANT_EXECUTE"]}]
+    assert [r.get("user") for r in rules["functions"]] == ["lakehouse|admin"]
+    assert rules["queries"][-1] == {"allow": ["execute"]}
+    assert rules["system_information"] == [{"user": "lakehouse|admin", "allow": ["read", "write"]}]
+    assert {"group": "analyst|steward", "catalog": "iceberg|delta_lake", "allow": "read-only"} in rules["catalogs"]
