@@ -61,6 +61,10 @@ services: ## install (Debian's packages, where missing) and start PostgreSQL and
 	@bash deploy/local/services.sh start || { test "$$LAKEHOUSE_REQUIRE_SERVICES" != 1 && \
 		echo "could not start PostgreSQL/Redis: their tests skip (and fail under LAKEHOUSE_REQUIRE_SERVICES=1)"; }
 
+spark-jars: venv-dev ## Spark's Delta, Iceberg, S3A and JDBC jars for the installed pyspark, from Maven Central once into ~/.cache/lakehouse
+	@LAKEHOUSE_PYTHON=$(BIN)/python bash deploy/local/spark.sh install || { test "$$LAKEHOUSE_REQUIRE_SERVICES" != 1 && \
+		echo "could not resolve Spark's connectors: the native Spark tests skip (and fail under LAKEHOUSE_REQUIRE_SERVICES=1)"; }
+
 services-stop: ## stop the PostgreSQL and Redis that `make services` started
 	bash deploy/local/services.sh stop
 
@@ -81,7 +85,7 @@ trino: venv ## Trino 476 over this lake (S3 lakes; Iceberg via the PostgreSQL ca
 trino-stop: ## stop the Trino that `make trino` started
 	bash deploy/local/trino.sh stop
 
-test: venv-dev lint browser services ## lint, type-check and run the whole test suite (TEST_WORKERS processes)
+test: venv-dev lint browser services spark-jars ## lint, type-check and run the whole test suite (TEST_WORKERS processes)
 	@$(COMPILE)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 

@@ -5,7 +5,8 @@ DataFrame -> DataFrame functions.
 The same logic exists twice, on purpose: :func:`daily_web_traffic_spark` (window functions, for
 volumes beyond one machine) and :func:`daily_web_traffic_polars` (the default engine, and the
 reference the Spark job is tested against). Neither touches storage: the asset feeds them the
-table's data files and commits their result through the TableStore.
+silver tables (read by Spark's Delta/Iceberg connectors, see lakehouse.compute) and commits their
+result through the TableStore.
 """
 
 from __future__ import annotations

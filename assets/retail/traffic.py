@@ -1,9 +1,10 @@
 """``gold/retail/web_traffic_daily``: sessions and request aggregates per day, computed by the
 ``spark/web_traffic`` job on Spark when ``LAKEHOUSE_SPARK_MASTER`` is set, else by its polars twin.
 
-Either way the inputs are the silver tables' current data files for the partition (listed by the
-TableStore) and the result is committed by the IO manager as a partition overwrite, so the
-commit protocol stays in one place and Spark needs no Delta/Iceberg jars.
+On Spark the silver tables are read by Spark's Delta/Iceberg connectors when they are installed
+(deploy/local/spark.sh), else from their current data files as listed by the TableStore. Either
+way the result is committed by the IO manager as a partition overwrite, so the commit protocol
+stays in one place.
 """
 
 import datetime as dt
@@ -76,6 +77,10 @@ def _spark(compute: ComputeResource, lake: Lake, days: Sequence[object]) -> pl.D
 
     def frame(ref: TableRef, column: str, wanted: list[str]):  # type: ignore[no-untyped-def]
         store = lake.store_for(ref)
+        if compute.reads_natively(store.format):  # the connector: deletion vectors / delete files honoured
+            table = compute.read_table(lake.settings, ref, store.format)
+            return table.where(table[column].isin(list(days))).select(*wanted)
+        # no connector for this pyspark (none is published for Spark 4.3): the current data files
         files, root = store.data_files(ref, where=col(column).is_in(days))
         if not files:  # an empty partition: Spark cannot infer a schema from no files
             empty = store.read(ref, columns=wanted).head(0).collect().to_arrow()

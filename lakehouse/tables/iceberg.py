@@ -261,6 +261,19 @@ class IcebergStore(TableStore):
             return 0
         return int(snapshot.summary.get("total-records", "0") or 0)
 
+    @staticmethod
+    def _has_delete_files(table: IcebergTable) -> bool:
+        snapshot = table.current_snapshot()
+        if snapshot is None or snapshot.summary is None:
+            return False
+        return any(int(snapshot.summary.get(k, "0") or 0) for k in ("total-delete-files", "total-position-deletes"))
+
+    @staticmethod
+    def _live_matches(table: IcebergTable, where: Predicate) -> int:
+        """Rows of the current snapshot matching ``where``, delete files applied."""
+        first = table.schema().fields[0].name  # one column: the rows are counted, not read whole
+        return int(table.scan(row_filter=to_iceberg(where), selected_fields=(first,)).to_arrow().num_rows)
+
     def delete(
         self, ref: TableRef, where: Predicate, *, commit_metadata: Mapping[str, str] | None = None
     ) -> WriteResult:
@@ -270,9 +283,13 @@ class IcebergStore(TableStore):
             nonlocal deleted
             table = self._table(ref)
             before = self._total_records(table)  # of the snapshot this attempt deletes from, not an older one
+            # rows already removed by delete files (another engine's merge-on-read deletes) still
+            # count in total-records, and the copy-on-write rewrite drops them too: count the
+            # matching live rows instead
+            matching = self._live_matches(table, where) if self._has_delete_files(table) else None
             with _quiet_empty_deletes():
                 table.delete(to_iceberg(where), snapshot_properties=self._props(commit_metadata))
-            deleted = before - self._total_records(table)
+            deleted = matching if matching is not None else before - self._total_records(table)
             return table
 
         table = self._retry_lost_races(attempt)
