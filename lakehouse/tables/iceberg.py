@@ -599,22 +599,31 @@ class IcebergStore(TableStore):
 
             self._retry_lost_races(_drop_deleted_entries)
             table = self._table(ref)
-        committed = self._referenced_files(table, table.snapshots())
+        fs, root = filesystem(self.settings, self.location(ref))
+        # the files committed versions named, as an earlier purge that was killed between expiring
+        # its snapshots and deleting their files wrote them down first: young, and named by no
+        # snapshot any more, they would otherwise pass for a write in flight's and stay
+        intents = _purge_intents(fs, root)
+        committed = self._referenced_files(table, table.snapshots()) | {f for _, files in intents for f in files}
         if len(table.snapshots()) > 1:
+            intents.append(_write_purge_intent(fs, root, committed))  # before the expiry commits
             now = dt.datetime.now(dt.UTC)
             self._retry_lost_races(lambda: self._table(ref).maintenance.expire_snapshots().older_than(now).commit())
             table = self._table(ref)
-        fs, root = filesystem(self.settings, self.location(ref))
         needed = self._referenced_files(table, table.snapshots())
         cutoff = dt.datetime.now(dt.UTC) - grace
+        intent_paths = {path for path, _ in intents}
         removed = [
             i.path
             for i in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
             if i.type == pafs.FileType.File
             and i.path not in needed
+            and i.path not in intent_paths
             and (i.path in committed or (i.mtime is not None and i.mtime < cutoff))
         ]
         for path in removed:
+            fs.delete_file(path)
+        for path in intent_paths:  # done: every file they name is gone or needed again
             fs.delete_file(path)
         info = self.info(ref)
         return MaintenanceResult(
@@ -722,3 +731,29 @@ def avro_values(data: bytes) -> Iterator[object]:
     with AvroFile[Record](_Memory("memory")) as reader:
         for record in reader:
             yield from walk(record)
+
+
+_PURGE_INTENT = "purge-intent-"
+
+
+def _purge_intents(fs: pafs.FileSystem, root: str) -> list[tuple[str, list[str]]]:
+    """The purge intents under the table's metadata folder: (the intent's path, the files it names)."""
+    import json
+
+    found = []
+    selector = pafs.FileSelector(f"{root}/metadata", allow_not_found=True)
+    for info in fs.get_file_info(selector):
+        if info.type == pafs.FileType.File and info.base_name.startswith(_PURGE_INTENT):
+            with fs.open_input_stream(info.path) as stream:
+                found.append((info.path, [str(f) for f in json.loads(stream.read())]))
+    return found
+
+
+def _write_purge_intent(fs: pafs.FileSystem, root: str, files: set[str]) -> tuple[str, list[str]]:
+    """Write down (paths only, no values) the files a purge is about to un-reference."""
+    import json
+
+    path = f"{root}/metadata/{_PURGE_INTENT}{uuid.uuid4().hex}.json"
+    with fs.open_output_stream(path) as out:
+        out.write(json.dumps(sorted(files)).encode())
+    return path, sorted(files)

@@ -317,3 +317,47 @@ def test_verification_fails_while_a_landing_file_holds_the_subject_in_any_parse(
     assert checked.findings == [f"landing file {file} still holds the subject's records"]
     other = verify_absent(settings, {"email": {"ann@y.com"}}, landing_files=[file])
     assert other.passed, other.findings  # whole tokens only: not a substring of someone else's
+
+
+# -- h. a purge killed between expiring snapshots and deleting their files is finished by a rerun ----
+
+
+@pytest.mark.parametrize("table_format", ["iceberg"], indirect=True)
+def test_a_purge_killed_after_expiring_snapshots_deletes_their_files_when_run_again(settings, store, monkeypatch):
+    import datetime as dt
+
+    import lakehouse.tables.iceberg as iceberg_module
+    from lakehouse.tables.predicates import col
+
+    ref = _t("silver.shop.contacts")
+    store.append(ref, pl.DataFrame({"customer_id": [1, 2], "email": [ANN, "joann@x.com"]}))
+    store.delete(ref, col("customer_id") == 1)
+    old_files = store._referenced_files(store._table(ref), store._table(ref).snapshots())
+    real_filesystem = iceberg_module.filesystem
+
+    class Killed(BaseException):
+        pass
+
+    def dying_filesystem(*args, **kwargs):  # type: ignore[no-untyped-def]
+        fs, root = real_filesystem(*args, **kwargs)
+
+        class Dying:  # the process dies at its first deletion, after the expiry committed
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                return getattr(fs, name)
+
+            def delete_file(self, path):  # type: ignore[no-untyped-def]
+                raise Killed(path)
+
+        return Dying(), root
+
+    monkeypatch.setattr(iceberg_module, "filesystem", dying_filesystem)
+    with pytest.raises(Killed):
+        store.purge_history_sparing_writes(ref, grace=dt.timedelta(hours=1))
+    assert len(store._table(ref).snapshots()) == 1  # the expiry committed
+    monkeypatch.setattr(iceberg_module, "filesystem", real_filesystem)
+    store.purge_history_sparing_writes(ref, grace=dt.timedelta(hours=1))  # every file is young
+    needed = store._referenced_files(store._table(ref), store._table(ref).snapshots())
+    fs, _root = real_filesystem(settings, store.location(ref))
+    left = [f for f in old_files - needed if fs.get_file_info(f).type != iceberg_module.pafs.FileType.NotFound]
+    assert left == []  # the files of the expired snapshots (the subject's row among them) are gone
+    assert _read(store, "silver.shop.contacts").rows() == [(2, "joann@x.com")]
