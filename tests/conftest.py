@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,30 @@ def daily_check_count() -> int:
 
     job = build_definitions().resolve_job_def(DAILY_JOB)
     return len(job.asset_layer.asset_graph.asset_check_keys)
+
+
+@contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A fresh database (its name) in the PostgreSQL on 127.0.0.1:5432, dropped afterwards; skips
+    (fails under LAKEHOUSE_REQUIRE_SERVICES=1) when no server answers there."""
+    import uuid
+
+    require(port_open("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432 (make services)")
+    import psycopg2
+
+    from lakehouse.sql import quote_ident
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {quote_ident(name)}")
+        yield name
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+    finally:
+        admin.close()
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -2,13 +2,12 @@
 instance storage, against the real server on 127.0.0.1:5432."""
 
 import datetime as dt
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
-from conftest import PROJECT_ROOT, port_open, require
+from conftest import PROJECT_ROOT, postgres_database
 
 from lakehouse.naming import TableRef
 
@@ -21,18 +20,8 @@ PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 @pytest.fixture
 def database():
     """A fresh database for this test, dropped afterwards."""
-    require(port_open("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432")
-    import psycopg2
-
-    name = f"lakehouse_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with postgres_database("lakehouse") as name:
+        yield name
 
 
 def test_iceberg_catalog_on_postgres_uses_the_jdbc_layout(lake_env, monkeypatch, database):

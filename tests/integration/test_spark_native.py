@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import PROJECT_ROOT, port_open, require
+from conftest import PROJECT_ROOT, postgres_database, require
 from polars.testing import assert_frame_equal
 
 from lakehouse.compute import ComputeResource, native_formats
@@ -56,18 +56,8 @@ def native_spark() -> Iterator[ComputeResource]:
 @pytest.fixture(scope="session")
 def catalog_database() -> Iterator[str]:
     """A fresh PostgreSQL database for the Iceberg catalog of the S3 lakes (dropped afterwards)."""
-    require(port_open("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432 (make services)")
-    import psycopg2
-
-    database = f"lakehouse_spark_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {quote_ident(database)}")
-    yield f"{PG}/{database}"
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
-    admin.close()
+    with postgres_database("lakehouse_spark") as database:
+        yield f"{PG}/{database}"
 
 
 @pytest.fixture(params=[(f, s) for s in STORAGES for f in ("delta", "iceberg")], ids=lambda p: f"{p[0]}-{p[1]}")
