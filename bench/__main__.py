@@ -22,6 +22,8 @@ BENCHMARKS = {
     "tpch_delta": lambda: tpch.tpch("delta"),
     "tpch_iceberg": lambda: tpch.tpch("iceberg"),
     "tpch_spark": tpch.tpch_spark,
+    "tpch_trino_delta": lambda: tpch.tpch_trino("delta"),
+    "tpch_trino_iceberg": lambda: tpch.tpch_trino("iceberg"),
     "compaction_delta": lambda: maintenance.compaction("delta"),
     "compaction_iceberg": lambda: maintenance.compaction("iceberg"),
     "partition_overwrite_delta": lambda: table_ops.partition_overwrite("delta"),

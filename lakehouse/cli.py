@@ -807,12 +807,18 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def bench_tpch(sf: str, fmt: str | None, repeat: int, as_json: bool) -> None:
     """Load TPC-H through the lake, run the 22 queries, compare with the official answers."""
+    from lakehouse.definitions import build_definitions
     from lakehouse.tpch import run_tpch
 
     settings = _settings(fmt)
     home = settings.home / "bench" / f"tpch_sf{sf}_{settings.table_format}"
     report = run_tpch(
-        float(sf), settings.table_format, home=home, repeat=repeat, progress=None if as_json else click.echo
+        float(sf),
+        settings.table_format,
+        home=home,
+        definitions=build_definitions,
+        repeat=repeat,
+        progress=None if as_json else click.echo,
     )
     if as_json:
         _dump(

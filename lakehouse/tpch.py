@@ -17,18 +17,21 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 from lakehouse.naming import join_uri
 from lakehouse.settings import Settings, TableFormat, get_settings
 from lakehouse.storage import write_bytes
 
-__all__ = ["TABLES", "QueryOutcome", "TpchReport", "compare_answer", "equal_to_its_scale", "run_tpch"]
+__all__ = ["TABLES", "QueryOutcome", "TpchReport", "compare_answer", "equal_to_its_scale", "for_trino", "run_tpch"]
 
 TABLES = ("region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem")
 REL_TOLERANCE = 1e-6
@@ -125,6 +128,26 @@ def compare_answer(expected: str, header: Sequence[str], rows: Sequence[Sequence
     return problems
 
 
+def for_trino(sql: str, schema: str) -> str:
+    """A TPC-H query (DuckDB's text) made ready for :func:`lakehouse.query.trino.to_trino` over
+    ``schema``, e.g. ``silver_tpch``: every table it reads qualified with the schema (its CTEs
+    left as they are), and a GROUP BY on a select alias spelled out as the aliased expression
+    (DuckDB resolves the alias, Trino only the input's columns: Q15). Still DuckDB's dialect."""
+    import sqlglot
+    from sqlglot.optimizer.qualify_tables import qualify_tables
+
+    tree = qualify_tables(sqlglot.parse_one(sql, read="duckdb"), db=schema)
+    for select in tree.find_all(sqlglot.exp.Select):
+        group = select.args.get("group")
+        if group is None:
+            continue
+        aliases = {p.alias: p.this for p in select.expressions if isinstance(p, sqlglot.exp.Alias)}
+        for key in list(group.expressions):
+            if isinstance(key, sqlglot.exp.Column) and not key.table and key.name in aliases:
+                key.replace(aliases[key.name].copy())
+    return tree.sql(dialect="duckdb")
+
+
 def _native(sf: float) -> duckdb.DuckDBPyConnection:
     from lakehouse.query.duckdb import extension_path
     from lakehouse.sql import quote_literal
@@ -168,10 +191,21 @@ def _timed(con: duckdb.DuckDBPyConnection, sql: str, repeat: int) -> tuple[list[
     return header, rows, statistics.median(times)
 
 
-def run_tpch(sf: float, fmt: TableFormat, *, home: Path, repeat: int = 1, progress: Any = None) -> TpchReport:
+def run_tpch(
+    sf: float,
+    fmt: TableFormat,
+    *,
+    home: Path,
+    definitions: Callable[[], dg.Definitions],
+    repeat: int = 1,
+    progress: Any = None,
+) -> TpchReport:
     """Generate, land, load through the lake, query and compare (see the module docstring).
 
-    ``home`` becomes the lake's state folder for the run (it is emptied first).
+    ``home`` becomes the lake's state folder for the run (it is emptied first). ``definitions``
+    builds the code location (the caller's ``lakehouse.definitions.build_definitions``; the
+    platform library does not import it) once the run's environment is set: its ``tpch_load``
+    job loads the tables.
     """
     import dagster as dg
 
@@ -189,11 +223,10 @@ def run_tpch(sf: float, fmt: TableFormat, *, home: Path, repeat: int = 1, progre
     generated = time.perf_counter() - started
     say(f"generated and landed SF {sf}: {sum(counts.values()):,} rows in {generated:.1f}s")
 
-    from lakehouse.definitions import build_definitions
     from lakehouse.query.duckdb import Query
 
     started = time.perf_counter()
-    job = build_definitions().resolve_job_def("tpch_load")
+    job = definitions().resolve_job_def("tpch_load")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = job.execute_in_process(
         partition_key=day, instance=dg.DagsterInstance.ephemeral(), run_config=quiet, raise_on_error=False

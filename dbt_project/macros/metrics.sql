@@ -1,7 +1,8 @@
-{# Growth of `current` over `prior` in percent, rounded to two places; null without a prior value. #}
+{# Growth of `current` over `prior` in percent, rounded to two places; null without a prior value.
+   Divided as doubles on every engine (DuckDB divides decimals as doubles, Trino at their scale). #}
 {% macro yoy_growth_pct(current, prior) -%}
   cast(case when {{ prior }} is null or {{ prior }} = 0 then null
-       else round(({{ current }} - {{ prior }}) * 100.0 / {{ prior }}, 2) end as decimal(9, 2))
+       else round(cast({{ current }} - {{ prior }} as double) * 100 / cast({{ prior }} as double), 2) end as decimal(9, 2))
 {%- endmacro %}
 
 

@@ -23,7 +23,9 @@ per_customer as (
 scored as (
     select
         per_customer.*,
-        cast(per_customer.lifetime_value / per_customer.orders as decimal(18, 2)) as avg_order_value,
+        -- divided and rounded as doubles on every engine (DuckDB divides decimals as doubles,
+        -- Trino at the operands' scale, rounding half up: 2113.49 / 2 would differ by a cent)
+        cast(round(cast(per_customer.lifetime_value as double) / per_customer.orders, 2) as decimal(18, 2)) as avg_order_value,
         cast(date_diff('day', per_customer.last_order_date, as_of.as_of_date) as bigint) as recency_days,
         ntile(5) over (order by per_customer.last_order_date, per_customer.customer_id) as recency_score,
         ntile(5) over (order by per_customer.orders, per_customer.customer_id) as frequency_score,

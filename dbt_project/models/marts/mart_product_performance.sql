@@ -20,7 +20,8 @@ per_product as (
 final as (
     select
         *,
-        cast(case when revenue = 0 then null else margin / revenue end as decimal(9, 4)) as margin_ratio,
+        -- divided and rounded as doubles on every engine (Trino would divide decimals at scale 2)
+        cast(case when revenue = 0 then null else round(cast(margin as double) / cast(revenue as double), 4) end as decimal(9, 4)) as margin_ratio,
         cast(rank() over (partition by category order by revenue desc, product_id) as integer) as rank_in_category
     from per_product
 )
