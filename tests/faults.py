@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import erasure_lake
 import polars as pl
@@ -452,42 +453,34 @@ def _erasure_check(
         sealed = read_bytes(settings, journal)
         if erasure_lake.ANN.encode() in sealed or b"joann" in sealed.lower():
             failures.append(f"{what}: the pending journal {journal} holds a clear value")
-    saved = {k: os.environ.get(k) for k in trial_env}
-    os.environ.update(trial_env)  # erase() uses $DAGSTER_HOME's instance, as the CLI does
-    try:
-        with dg.DagsterInstance.get() as instance:
-            certified_before = _certificates(settings) > 0
-            if outcome is not None:
-                state = "pending" if journals else ("finished" if certified_before else "not_started")
-                outcome.states[state] += 1
-            try:
-                result = erase(
-                    settings,
-                    column="email",
-                    value=erasure_lake.ANN,
-                    recompute=False,
-                    instance=instance,
-                    pool_wait=dt.timedelta(seconds=30),
-                )
-            except Exception as exc:
-                return [*failures, f"{what}: the rerun failed: {type(exc).__name__}: {exc}"]
-            if not result.passed:
-                failures.append(f"{what}: the rerun did not verify: {result.verification}")
-            if result.resumed != bool(journals):
-                failures.append(f"{what}: resumed={result.resumed} with {len(journals)} pending journal(s)")
-            busy = {
-                pool: info.active_slot_count
-                for pool in {pool_for(erasure_lake.t(name)) for name in erasure_lake.TABLES}
-                if (info := instance.event_log_storage.get_concurrency_info(pool)).active_slot_count
-            }
-            if busy:
-                failures.append(f"{what}: pool slots still held after the rerun: {busy}")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # erase() uses $DAGSTER_HOME's instance, as the CLI does
+    with mock.patch.dict(os.environ, trial_env), dg.DagsterInstance.get() as instance:
+        certified_before = _certificates(settings) > 0
+        if outcome is not None:
+            state = "pending" if journals else ("finished" if certified_before else "not_started")
+            outcome.states[state] += 1
+        try:
+            result = erase(
+                settings,
+                column="email",
+                value=erasure_lake.ANN,
+                recompute=False,
+                instance=instance,
+                pool_wait=dt.timedelta(seconds=30),
+            )
+        except Exception as exc:
+            return [*failures, f"{what}: the rerun failed: {type(exc).__name__}: {exc}"]
+        if not result.passed:
+            failures.append(f"{what}: the rerun did not verify: {result.verification}")
+        if result.resumed != bool(journals):
+            failures.append(f"{what}: resumed={result.resumed} with {len(journals)} pending journal(s)")
+        busy = {
+            pool: info.active_slot_count
+            for pool in {pool_for(erasure_lake.t(name)) for name in erasure_lake.TABLES}
+            if (info := instance.event_log_storage.get_concurrency_info(pool)).active_slot_count
+        }
+        if busy:
+            failures.append(f"{what}: pool slots still held after the rerun: {busy}")
     failures += [f"{what}: {p}" for p in erasure_lake.erased_state_problems(settings, store)]
     ok, report = verify_certificates(settings)
     if not ok:
